@@ -1,0 +1,32 @@
+// The one place where the a1 op schemas are declared. CPU and CUDA implementations register
+// themselves with TORCH_LIBRARY_IMPL(a1, CPU|CUDA, m) in csrc/<family>/.
+#include <torch/library.h>
+
+TORCH_LIBRARY(a1, m) {
+  // KV cache: key/value [T, Hkv, D] -> caches [num_blocks, block_size, Hkv, D] at slot_mapping[T]
+  // (slot = block * block_size + offset, negative = skip).
+  m.def("reshape_and_cache(Tensor key, Tensor value, Tensor(a!) k_cache, Tensor(b!) v_cache, "
+        "Tensor slot_mapping) -> ()");
+  // Causal attention of ragged queries [T, Hq, D] over paged KV; row b owns queries
+  // query_start_loc[b]:query_start_loc[b+1], which are its last positions of seq_lens[b].
+  m.def("paged_attention(Tensor query, Tensor k_cache, Tensor v_cache, Tensor block_table, "
+        "Tensor seq_lens, Tensor query_start_loc, float scale) -> Tensor");
+  // Copy whole blocks src -> dst in every layer's caches (copy-on-write for forks).
+  m.def("copy_blocks(Tensor(a!)[] k_caches, Tensor(b!)[] v_caches, Tensor block_mapping) -> ()");
+  // Per-token log-prob of token_ids under softmax(logits / temperature) and the mean NLL of each
+  // segment of cu_seqlens (NaN for an empty segment).
+  m.def("step_score(Tensor logits, Tensor token_ids, Tensor cu_seqlens, float temperature) "
+        "-> (Tensor token_logprob, Tensor step_nll)");
+  // Same as step_score on logits = hidden @ lm_head.T, computed `chunk` vocab rows at a time.
+  m.def("linear_step_score(Tensor hidden, Tensor lm_head, Tensor token_ids, Tensor cu_seqlens, "
+        "float temperature, int chunk) -> (Tensor token_logprob, Tensor step_nll)");
+  // Speculative verification of ragged drafts (cu_num_draft[B+1]) against target_logits
+  // [sum(k_b + 1), V]; per-request temperature/top_k/top_p/seed/offset.
+  m.def("speculative_verify(Tensor target_logits, Tensor draft_token_ids, Tensor cu_num_draft, "
+        "Tensor? draft_probs, Tensor temperature, Tensor top_k, Tensor top_p, Tensor seed, "
+        "Tensor offset) -> (Tensor out_ids, Tensor num_accepted, Tensor target_logprob)");
+  // One token per row of logits [B, V]; per-row temperature (0 = greedy), top_k (0 = off),
+  // top_p (1 = off), seed and offset.
+  m.def("sample(Tensor logits, Tensor temperature, Tensor top_k, Tensor top_p, Tensor seed, "
+        "Tensor offset) -> (Tensor token_ids, Tensor logprob)");
+}
