@@ -26,4 +26,4 @@ endforeach()
 
 # Portable flags: no -march=native. Hot loops get AVX2/FMA clones at run time through
 # A1_MULTIVERSION (csrc/common/simd.h), so one wheel runs on any x86-64.
-set(A1_CXX_FLAGS -O3 -fno-math-errno -Wall -Wno-unused-function -D_GLIBCXX_USE_CXX11_ABI=${TORCH_CXX11_ABI})
+set(A1_CXX_FLAGS -O3 -fno-math-errno -Wall -Wno-unused-function -Wno-psabi -D_GLIBCXX_USE_CXX11_ABI=${TORCH_CXX11_ABI})

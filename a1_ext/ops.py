@@ -1,0 +1,146 @@
+"""Typed wrappers over torch.ops.a1.* and their fake (meta) implementations for torch.compile.
+
+Schemas: csrc/ops.cpp. Semantics: a1_ext/reference.py (the pure-torch twins) and DESIGN §3.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+_ops = torch.ops.a1
+
+
+def reshape_and_cache(
+    key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor
+) -> None:
+    """Write key/value [T, Hkv, D] into k_cache/v_cache [num_blocks, block_size, Hkv, D] at
+    slot_mapping[T] (int64, slot = block * block_size + offset; negative slots are skipped)."""
+    _ops.reshape_and_cache.default(key, value, k_cache, v_cache, slot_mapping)
+
+
+def paged_attention(
+    query: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    seq_lens: torch.Tensor,
+    query_start_loc: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """Causal attention of ragged queries [T, Hq, D] over the paged cache; row b's queries are
+    query[query_start_loc[b]:query_start_loc[b+1]], the last positions of its seq_lens[b] tokens."""
+    return _ops.paged_attention.default(query, k_cache, v_cache, block_table, seq_lens, query_start_loc, scale)
+
+
+def copy_blocks(k_caches: Sequence[torch.Tensor], v_caches: Sequence[torch.Tensor], block_mapping: torch.Tensor) -> None:
+    """For every layer, copy block block_mapping[i, 0] onto block block_mapping[i, 1] (int64 [P, 2])."""
+    _ops.copy_blocks.default(list(k_caches), list(v_caches), block_mapping)
+
+
+def step_score(
+    logits: torch.Tensor, token_ids: torch.Tensor, cu_seqlens: torch.Tensor, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(token_logprob[T], step_nll[B]): log softmax(logits / temperature)[t, token_ids[t]] and the mean
+    negative log-prob over each segment cu_seqlens[b]:cu_seqlens[b+1] (NaN for an empty segment)."""
+    return _ops.step_score.default(logits, token_ids, cu_seqlens, temperature)
+
+
+def linear_step_score(
+    hidden: torch.Tensor,
+    lm_head: torch.Tensor,
+    token_ids: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    temperature: float = 1.0,
+    chunk: int = 4096,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """step_score of logits = hidden @ lm_head.T, computed `chunk` vocab rows at a time so that the
+    [T, V] logits never exist."""
+    return _ops.linear_step_score.default(hidden, lm_head, token_ids, cu_seqlens, temperature, chunk)
+
+
+def speculative_verify(
+    target_logits: torch.Tensor,
+    draft_token_ids: torch.Tensor,
+    cu_num_draft: torch.Tensor,
+    draft_probs: Optional[torch.Tensor],
+    temperature: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+    seed: torch.Tensor,
+    offset: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lossless speculative verification of ragged drafts.
+
+    Request b drafted draft_token_ids[cu_num_draft[b]:cu_num_draft[b+1]] (k_b tokens) and has the
+    k_b + 1 target rows target_logits[cu_num_draft[b] + b : ... + k_b + 1]. Draft token i is accepted
+    with probability min(1, p/q), p the target distribution after temperature[b], top_k[b] and
+    top_p[b], q = draft_probs row (None: a deterministic draft, q = 1). The first rejection is
+    replaced by a draw from norm(max(0, p - q)); if all are accepted a bonus token is drawn from p.
+    temperature 0 is greedy. Uniforms come from Philox keyed by (seed[b], offset[b]).
+
+    Returns out_ids [B, max_k + 1] (padded with -1), num_accepted [B] and target_logprob [sum k_b]
+    (the target model's raw log-prob of every draft token, for scoring).
+    """
+    return _ops.speculative_verify.default(
+        target_logits, draft_token_ids, cu_num_draft, draft_probs, temperature, top_k, top_p, seed, offset
+    )
+
+
+def sample(
+    logits: torch.Tensor,
+    temperature: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+    seed: torch.Tensor,
+    offset: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token per row of logits [B, V] and its raw log-prob. Per row: temperature (0 = greedy),
+    top_k (0 = off; ties at the k-th value kept), top_p (1 = off), Philox seed and offset."""
+    return _ops.sample.default(logits, temperature, top_k, top_p, seed, offset)
+
+
+# ----------------------------------------------------------------------------- fake implementations
+@torch.library.register_fake("a1::reshape_and_cache")
+def _reshape_and_cache_fake(key, value, k_cache, v_cache, slot_mapping) -> None:
+    return None
+
+
+@torch.library.register_fake("a1::paged_attention")
+def _paged_attention_fake(query, k_cache, v_cache, block_table, seq_lens, query_start_loc, scale):
+    return torch.empty_like(query)
+
+
+@torch.library.register_fake("a1::copy_blocks")
+def _copy_blocks_fake(k_caches, v_caches, block_mapping) -> None:
+    return None
+
+
+def _score_fake(token_ids, cu_seqlens, like):
+    token_logprob = like.new_empty(token_ids.shape[0], dtype=torch.float32)
+    return token_logprob, like.new_empty(cu_seqlens.shape[0] - 1, dtype=torch.float32)
+
+
+@torch.library.register_fake("a1::step_score")
+def _step_score_fake(logits, token_ids, cu_seqlens, temperature):
+    return _score_fake(token_ids, cu_seqlens, logits)
+
+
+@torch.library.register_fake("a1::linear_step_score")
+def _linear_step_score_fake(hidden, lm_head, token_ids, cu_seqlens, temperature, chunk):
+    return _score_fake(token_ids, cu_seqlens, hidden)
+
+
+@torch.library.register_fake("a1::speculative_verify")
+def _speculative_verify_fake(target_logits, draft_token_ids, cu_num_draft, draft_probs, temperature, top_k, top_p, seed, offset):
+    batch = cu_num_draft.shape[0] - 1
+    width = torch.library.get_ctx().new_dynamic_size(min=1)  # max_k + 1 depends on the data
+    out_ids = target_logits.new_empty((batch, width), dtype=torch.int64)
+    num_accepted = target_logits.new_empty(batch, dtype=torch.int64)
+    return out_ids, num_accepted, target_logits.new_empty(draft_token_ids.shape[0], dtype=torch.float32)
+
+
+@torch.library.register_fake("a1::sample")
+def _sample_fake(logits, temperature, top_k, top_p, seed, offset):
+    rows = logits.shape[0]
+    return logits.new_empty(rows, dtype=torch.int64), logits.new_empty(rows, dtype=torch.float32)

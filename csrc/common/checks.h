@@ -1,0 +1,41 @@
+// Argument checks shared by the torch glue of every op: each failure names the argument and what
+// was expected, so a misuse from Python reads like a normal ValueError-style message.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <initializer_list>
+
+namespace a1 {
+
+inline void check_dim(const at::Tensor& t, const char* name, int64_t dim, const char* shape) {
+  TORCH_CHECK(t.dim() == dim, name, " must be ", dim, "-D ", shape, ", got shape ", t.sizes());
+}
+
+inline void check_dtype(const at::Tensor& t, const char* name, at::ScalarType dtype) {
+  TORCH_CHECK(t.scalar_type() == dtype, name, " must be ", dtype, ", got ", t.scalar_type());
+}
+
+inline void check_float_dtype(const at::Tensor& t, const char* name) {
+  const auto dtype = t.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf, name,
+              " must be float32, bfloat16 or float16, got ", dtype);
+}
+
+inline void check_same_device(const at::Tensor& t, const char* name, const at::Tensor& ref,
+                              const char* ref_name) {
+  TORCH_CHECK(t.device() == ref.device(), name, " must be on ", ref_name, "'s device ", ref.device(),
+              ", got ", t.device());
+}
+
+inline void check_size(const at::Tensor& t, const char* name, int64_t dim, int64_t expected,
+                       const char* what) {
+  TORCH_CHECK(t.size(dim) == expected, name, ".size(", dim, ") must equal ", what, " (", expected,
+              "), got ", t.size(dim));
+}
+
+// cu_seqlens-style offsets: int32 or int64 [B+1], starting at 0, non-decreasing, ending at total.
+// Returned as int64 on the CPU; the CPU kernels read them directly.
+at::Tensor checked_offsets(const at::Tensor& offsets, const char* name, int64_t total, const char* total_name);
+
+}  // namespace a1
