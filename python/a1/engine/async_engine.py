@@ -1,0 +1,166 @@
+"""asyncio front end: many coroutines await generate/score/fork/... independently; one background
+task applies their requests between steps and runs LLMEngine.step in a worker thread, so every
+step batches whatever is ready and nobody waits for an unrelated request to finish."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, Optional
+
+from .config import EngineConfig
+from .llm_engine import LLMEngine
+from .metrics import EngineMetrics
+from .outputs import RequestOutput, ScoreResult
+from .sampling_params import SamplingParams
+
+
+class AsyncEngine:
+    def __init__(self, engine: LLMEngine) -> None:
+        self.engine = engine
+        self._commands: list[tuple[Callable[[], Any], asyncio.Future]] = []
+        self._waiters: dict[tuple[str, int], asyncio.Future] = {}
+        self._wake: Optional[asyncio.Event] = None
+        self._loop_task: Optional[asyncio.Task] = None
+        self._error: Optional[BaseException] = None
+        self._closing = False
+
+    @classmethod
+    def from_model(cls, model, tokenizer, config: Optional[EngineConfig] = None) -> "AsyncEngine":
+        return cls(LLMEngine(model, tokenizer, config))
+
+    @property
+    def metrics(self) -> EngineMetrics:
+        return self.engine.metrics
+
+    # ------------------------------------------------------------------ background loop
+    def _ensure_loop(self) -> None:
+        if self._error is not None:
+            raise RuntimeError("the engine loop failed") from self._error
+        if self._closing:
+            raise RuntimeError("the engine is closed")
+        if self._loop_task is None or self._loop_task.done():
+            self._wake = asyncio.Event()
+            self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="a1-engine-loop")
+
+    async def _run(self) -> None:
+        try:
+            while not self._closing:
+                self._apply_commands()
+                if not self.engine.has_unfinished():
+                    if not self._commands:
+                        self._wake.clear()
+                        await self._wake.wait()
+                    continue
+                for out in await asyncio.to_thread(self.engine.step):
+                    key = ("gen", out.request_id) if isinstance(out, RequestOutput) else ("score", out.seq_id)
+                    future = self._waiters.pop(key, None)
+                    if future is not None and not future.done():
+                        future.set_result(out)
+                await asyncio.sleep(0)  # let coroutines woken by this step submit their next request
+        except Exception as err:  # a failing step fails every waiter instead of hanging them
+            self._error = err
+            for future in list(self._waiters.values()) + [f for _, f in self._commands]:
+                if not future.done():
+                    future.set_exception(err)
+            self._waiters.clear()
+            self._commands.clear()
+
+    def _apply_commands(self) -> None:
+        commands, self._commands = self._commands, []
+        for command, future in commands:
+            if future.done():
+                continue
+            try:
+                future.set_result(command())
+            except Exception as err:
+                future.set_exception(err)
+
+    async def _call(self, command: Callable[[], Any]) -> Any:
+        """Run command on the engine between two steps and return its result."""
+        self._ensure_loop()
+        future = asyncio.get_running_loop().create_future()
+        self._commands.append((command, future))
+        self._wake.set()
+        return await future
+
+    async def _await_output(self, kind: str, submit: Callable[[], int]):
+        """Submit a task (submit returns its sequence id) and wait for its output."""
+        loop = asyncio.get_running_loop()
+        output = loop.create_future()
+
+        def command() -> int:
+            seq_id = submit()
+            self._waiters[(kind, seq_id)] = output
+            return seq_id
+
+        seq_id = await self._call(command)
+        try:
+            return await output
+        except asyncio.CancelledError:
+            if self._waiters.pop((kind, seq_id), None) is not None and self._error is None and not self._closing:
+                self._commands.append((lambda: self.engine.abort(seq_id), loop.create_future()))
+                self._wake.set()
+            raise
+
+    # ------------------------------------------------------------------ requests
+    async def generate(
+        self,
+        prompt_token_ids: Optional[list[int]] = None,
+        params: Optional[SamplingParams] = None,
+        *,
+        seq_id: Optional[int] = None,
+        release: Optional[bool] = None,
+        commit: bool = True,
+    ) -> RequestOutput:
+        """LLMEngine.add_request, awaited until the request finishes."""
+        return await self._await_output(
+            "gen",
+            lambda: self.engine.add_request(prompt_token_ids, params, seq_id=seq_id, release=release, commit=commit),
+        )
+
+    async def score(self, seq_id: int, token_ids: list[int], keep: bool = True, temperature: float = 1.0) -> ScoreResult:
+        """Log-probs of token_ids after seq_id's history; keep=False rolls the sequence back."""
+
+        def submit() -> int:
+            self.engine.submit_score(seq_id, token_ids, keep, temperature)
+            return seq_id
+
+        return await self._await_output("score", submit)
+
+    async def add_sequence(self, token_ids: list[int]) -> int:
+        return await self._call(lambda: self.engine.add_sequence(token_ids))
+
+    async def append(self, seq_id: int, token_ids: list[int], commit: bool = True) -> None:
+        await self._call(lambda: self.engine.append(seq_id, token_ids, commit))
+
+    async def commit(self, seq_id: int) -> None:
+        await self._call(lambda: self.engine.commit(seq_id))
+
+    async def fork(self, seq_id: int) -> int:
+        return await self._call(lambda: self.engine.fork(seq_id))
+
+    async def truncate(self, seq_id: int, num_tokens: int) -> None:
+        await self._call(lambda: self.engine.truncate(seq_id, num_tokens))
+
+    async def free(self, seq_id: int) -> None:
+        await self._call(lambda: self.engine.free(seq_id))
+
+    async def token_ids(self, seq_id: int) -> list[int]:
+        return await self._call(lambda: self.engine.token_ids(seq_id))
+
+    async def close(self) -> None:
+        """Stop the background loop after the step in flight; pending requests are cancelled."""
+        self._closing = True
+        if self._loop_task is not None:
+            self._wake.set()
+            await self._loop_task
+            self._loop_task = None
+        for future in list(self._waiters.values()) + [f for _, f in self._commands]:
+            future.cancel()
+        self._waiters.clear()
+        self._commands.clear()
+
+    async def __aenter__(self) -> "AsyncEngine":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

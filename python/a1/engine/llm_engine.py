@@ -1,0 +1,273 @@
+"""The synchronous engine: sequences by id, generate and score tasks, fork/truncate/free, and
+step() that runs one batched forward and returns what finished."""
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Optional, Union
+
+from .block_manager import BlockManager
+from .config import EngineConfig, num_blocks_for_budget
+from .detokenizer import check_stop_strings, decode_new_text, start_detokenizer
+from .metrics import EngineMetrics, RequestMetrics
+from .model_runner import ModelRunner
+from .outputs import CompletionOutput, RequestOutput, ScoreResult
+from .sampling_params import SamplingParams
+from .scheduler import Scheduler
+from .sequence import GenerateTask, ScoreTask, Sequence, SequenceStatus
+
+Output = Union[RequestOutput, ScoreResult]
+
+
+def _int64(seed: int) -> int:
+    """Any int as the signed 64-bit value with the same low 64 bits (the kernels read uint64)."""
+    seed &= (1 << 64) - 1
+    return seed - (1 << 64) if seed >= 1 << 63 else seed
+
+
+class LLMEngine:
+    def __init__(self, model, tokenizer, config: Optional[EngineConfig] = None) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.config = config = config or EngineConfig()
+        num_blocks = config.num_blocks or num_blocks_for_budget([model], config.kv_cache_gb, config.block_size)[0]
+        self.vocab_size = model.config.vocab_size
+        self.eos_token_ids = sorted(set(model.config.eos_token_ids) | set(getattr(tokenizer, "eos_token_ids", [])))
+        self.max_model_len = min(config.max_model_len or model.config.max_position_embeddings, num_blocks * config.block_size)
+        self.metrics = EngineMetrics()
+        self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
+        self.scheduler = Scheduler(self.block_manager, config.max_num_batched_tokens, config.max_num_seqs, self.metrics)
+        self.runner = ModelRunner(model, num_blocks, config.block_size, self.eos_token_ids, config.score_chunk)
+        self.seqs: dict[int, Sequence] = {}
+        self._next_id = 0
+        self._seed_rng = random.Random(config.seed)
+        self._ready: list[Output] = []  # finished while score() was driving the steps
+
+    # ------------------------------------------------------------------ sequences
+    def _check_tokens(self, token_ids: list[int], name: str) -> list[int]:
+        token_ids = list(token_ids)
+        for t in token_ids:
+            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < self.vocab_size:
+                raise ValueError(f"{name} must hold ints in [0, {self.vocab_size}), got {t!r}")
+        return token_ids
+
+    def _idle(self, seq_id: int) -> Sequence:
+        seq = self.seqs.get(seq_id)
+        if seq is None:
+            raise KeyError(f"seq_id {seq_id} is not a live sequence")
+        if seq.status is not SequenceStatus.IDLE:
+            raise RuntimeError(f"seq_id {seq_id} is busy with a {type(seq.task).__name__}")
+        return seq
+
+    def add_sequence(self, token_ids: list[int]) -> int:
+        """A new idle sequence holding token_ids (nothing is computed until a task runs on it)."""
+        token_ids = self._check_tokens(token_ids, "token_ids")
+        if not 1 <= len(token_ids) < self.max_model_len:
+            raise ValueError(f"token_ids must hold 1 to {self.max_model_len - 1} tokens, got {len(token_ids)}")
+        seq = Sequence(self._next_id, token_ids)
+        self._next_id += 1
+        self.seqs[seq.seq_id] = seq
+        return seq.seq_id
+
+    def token_ids(self, seq_id: int) -> list[int]:
+        return list(self.seqs[seq_id].token_ids)
+
+    def append(self, seq_id: int, token_ids: list[int], commit: bool = True) -> None:
+        """Append tokens to an idle sequence; they are computed by its next task."""
+        seq = self._idle(seq_id)
+        token_ids = self._check_tokens(token_ids, "token_ids")
+        if len(seq) + len(token_ids) >= self.max_model_len:
+            raise ValueError(f"appending {len(token_ids)} tokens to {len(seq)} exceeds max_model_len {self.max_model_len}")
+        seq.append_tokens(token_ids, commit)
+
+    def commit(self, seq_id: int) -> None:
+        """Mark all of the sequence's tokens as verified: they may enter the prefix cache."""
+        seq = self._idle(seq_id)
+        seq.num_committed = len(seq)
+        self.block_manager.cache_blocks(seq)
+
+    def fork(self, seq_id: int) -> int:
+        """A new idle sequence sharing seq_id's history and KV blocks (copy-on-write)."""
+        seq = self._idle(seq_id)
+        child = self.block_manager.fork(seq, self._next_id)
+        self._next_id += 1
+        self.seqs[child.seq_id] = child
+        self.scheduler.update_idle(child)
+        self.scheduler.update_idle(seq)
+        return child.seq_id
+
+    def truncate(self, seq_id: int, num_tokens: int) -> None:
+        """Roll an idle sequence back to its first num_tokens tokens."""
+        seq = self._idle(seq_id)
+        self.block_manager.truncate(seq, num_tokens)
+        self.scheduler.update_idle(seq)
+
+    def free(self, seq_id: int) -> None:
+        self.scheduler.remove(self._idle(seq_id))
+        del self.seqs[seq_id]
+
+    def abort(self, seq_id: int) -> None:
+        """Drop a sequence whatever it is doing (its pending task produces no output)."""
+        seq = self.seqs.pop(seq_id)
+        if seq.status is SequenceStatus.RUNNING:
+            self.scheduler.running.remove(seq)
+        elif seq.status is SequenceStatus.WAITING:
+            self.scheduler.waiting.remove(seq)
+        seq.task, seq.status = None, SequenceStatus.IDLE
+        self.scheduler.remove(seq)
+
+    # ------------------------------------------------------------------ tasks
+    def add_request(
+        self,
+        prompt_token_ids: Optional[list[int]] = None,
+        params: Optional[SamplingParams] = None,
+        *,
+        seq_id: Optional[int] = None,
+        release: Optional[bool] = None,
+        commit: bool = True,
+    ) -> int:
+        """Generate after prompt_token_ids (a new sequence, freed when done unless release=False)
+        or after the history of the idle sequence seq_id (kept when done unless release=True; a
+        given prompt_token_ids is appended first). commit=False keeps the generated tokens out of
+        the prefix cache until commit(). Returns the sequence id, also RequestOutput.request_id."""
+        params = params or SamplingParams()
+        if seq_id is None:
+            if prompt_token_ids is None:
+                raise ValueError("give prompt_token_ids or seq_id")
+            seq = self.seqs[self.add_sequence(prompt_token_ids)]
+            release = True if release is None else release
+        else:
+            seq = self._idle(seq_id)
+            if prompt_token_ids:
+                self.append(seq_id, prompt_token_ids)
+            release = False if release is None else release
+        if len(seq) >= self.max_model_len:
+            raise ValueError(f"sequence {seq.seq_id} already holds max_model_len={self.max_model_len} tokens")
+        seed = params.seed if params.seed is not None else self._seed_rng.getrandbits(63)
+        metrics = RequestMetrics(num_prompt_tokens=len(seq))
+        seq.task = GenerateTask(params, _int64(seed), len(seq), release, commit, metrics)
+        start_detokenizer(seq.task)
+        self.scheduler.add(seq)
+        return seq.seq_id
+
+    def submit_score(self, seq_id: int, token_ids: list[int], keep: bool = True, temperature: float = 1.0) -> None:
+        """Queue scoring of token_ids after the history of the idle sequence seq_id; the
+        ScoreResult comes out of step(). keep=False rolls the sequence back to its history."""
+        seq = self._idle(seq_id)
+        token_ids = self._check_tokens(token_ids, "token_ids")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if len(seq) + len(token_ids) > self.max_model_len:
+            raise ValueError(f"scoring {len(token_ids)} tokens after {len(seq)} exceeds max_model_len {self.max_model_len}")
+        if not token_ids:
+            self._ready.append(ScoreResult(seq_id, [], math.nan))
+            return
+        seq.task = ScoreTask(len(seq), len(token_ids), keep, float(temperature))
+        seq.append_tokens(token_ids, commit=False)
+        self.scheduler.add(seq)
+
+    def score(self, seq_id: int, token_ids: list[int], keep: bool = True, temperature: float = 1.0) -> ScoreResult:
+        """submit_score() and run steps (other requests progress too) until its result is ready."""
+        self.submit_score(seq_id, token_ids, keep, temperature)
+        while True:
+            for i, out in enumerate(self._ready):
+                if isinstance(out, ScoreResult) and out.seq_id == seq_id:
+                    return self._ready.pop(i)
+            self._ready.extend(self._step())
+
+    def has_unfinished(self) -> bool:
+        return bool(self._ready) or self.scheduler.has_work()
+
+    # ------------------------------------------------------------------ one step
+    def step(self) -> list[Output]:
+        """Run one batched forward; return the requests and scores that finished."""
+        ready, self._ready = self._ready, []
+        return ready + self._step()
+
+    def _step(self) -> list[Output]:
+        batch = self.scheduler.schedule()
+        if not batch:
+            return []
+        t0 = time.perf_counter()
+        for seq in batch.seqs:
+            task = seq.task
+            if isinstance(task, GenerateTask) and task.metrics.first_scheduled_time is None:
+                task.metrics.first_scheduled_time = t0
+                task.metrics.num_cached_tokens = seq.num_computed_tokens  # prompt tokens not recomputed
+        out = self.runner.run(batch)
+        for seq, n in zip(batch.seqs, batch.num_tokens):
+            seq.num_computed_tokens += n
+        finished: list[Output] = []
+        logprobs = out.sampled_logprobs
+        for i, (seq, token) in enumerate(zip(out.sampled_seqs, out.sampled_ids)):
+            self._append_sampled(seq, token, logprobs[i] if logprobs is not None else None)
+        for seq, token_logprobs, nll in out.scores:
+            seq.task.token_logprobs.extend(token_logprobs)
+            seq.task.nll_sum += nll * len(token_logprobs)
+        now = time.perf_counter()
+        for seq in batch.seqs:
+            task = seq.task
+            if isinstance(task, GenerateTask) and task.finish_reason is not None:
+                task.metrics.finished_time = now
+                finished.append(self._finish_generation(seq))
+            elif isinstance(task, ScoreTask) and seq.num_computed_tokens == seq.feed_end:
+                finished.append(self._finish_score(seq))
+            else:
+                self.block_manager.cache_blocks(seq)
+        bm = self.block_manager
+        self.metrics.num_prefix_queries, self.metrics.num_prefix_hits = bm.num_prefix_queries, bm.num_prefix_hits
+        self.metrics.num_tokens_sampled += len(out.sampled_ids)
+        self.metrics.num_tokens_scored += sum(len(s[1]) for s in out.scores)
+        self.metrics.record_step(time.perf_counter() - t0, batch.total_tokens, self.block_manager.num_used_blocks)
+        return finished
+
+    def _append_sampled(self, seq: Sequence, token: int, logprob: Optional[float]) -> None:
+        task: GenerateTask = seq.task
+        params = task.params
+        if task.num_sampled == 0:
+            task.metrics.first_token_time = time.perf_counter()
+        seq.append_tokens([token], task.commit)
+        task.num_sampled += 1
+        if params.logprobs:
+            task.logprobs.append(logprob)
+        num_generated = len(seq) - task.start
+        can_stop = num_generated >= params.min_tokens
+        if params.stop:
+            new_text = decode_new_text(self.tokenizer, seq)
+            if not can_stop:  # stop strings count only from min_tokens on
+                task.text += new_text
+            elif (stop := check_stop_strings(task, new_text)) is not None:
+                task.finish_reason, task.stop_reason = "stop", stop
+                return
+        if can_stop and token in params.stop_token_ids:
+            task.finish_reason, task.stop_reason = "stop", token
+        elif can_stop and not params.ignore_eos and token in self.eos_token_ids:
+            task.finish_reason, task.stop_reason = "stop", token
+        elif num_generated >= params.max_tokens or len(seq) >= self.max_model_len:
+            task.finish_reason = "length"
+
+    def _finish_generation(self, seq: Sequence) -> RequestOutput:
+        task: GenerateTask = seq.task
+        output_ids = seq.token_ids[task.start :]
+        if not (params := task.params).stop or not isinstance(task.stop_reason, str):
+            task.text = self.tokenizer.decode(output_ids, skip_special_tokens=params.skip_special_tokens)
+        task.metrics.num_generated_tokens = len(output_ids)
+        completion = CompletionOutput(
+            0, task.text, output_ids, list(task.logprobs) if params.logprobs else None, task.finish_reason, task.stop_reason
+        )
+        output = RequestOutput(seq.seq_id, None, seq.token_ids[: task.start], [completion], True, task.metrics)
+        self.block_manager.cache_blocks(seq)
+        self.scheduler.finish(seq)
+        if task.release:
+            self.free(seq.seq_id)
+        return output
+
+    def _finish_score(self, seq: Sequence) -> ScoreResult:
+        task: ScoreTask = seq.task
+        result = ScoreResult(seq.seq_id, list(task.token_logprobs), task.nll_sum / task.num_tokens)
+        self.scheduler.finish(seq)
+        if task.keep:
+            self.commit(seq.seq_id)
+        else:
+            self.truncate(seq.seq_id, task.start)
+        return result

@@ -1,0 +1,66 @@
+"""What the engine hands back: RequestOutput (shaped like vLLM's) and ScoreResult."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from .metrics import RequestMetrics
+
+
+@dataclass
+class CompletionOutput:
+    index: int
+    text: str
+    token_ids: list[int]
+    logprobs: Optional[list[float]]  # raw log-prob of each generated token, when requested
+    finish_reason: Optional[str]  # 'stop' | 'length'
+    stop_reason: Union[str, int, None] = None  # the stop string or stop token id that ended it
+
+
+@dataclass
+class RequestOutput:
+    request_id: int  # the sequence id (usable with fork/truncate/score while the sequence is kept)
+    prompt: Optional[str]
+    prompt_token_ids: list[int]
+    outputs: list[CompletionOutput]
+    finished: bool = True
+    metrics: RequestMetrics = field(default_factory=RequestMetrics)
+
+    @property
+    def token_ids(self) -> list[int]:
+        return self.outputs[0].token_ids
+
+    @property
+    def text(self) -> str:
+        return self.outputs[0].text
+
+    @property
+    def logprobs(self) -> Optional[list[float]]:
+        return self.outputs[0].logprobs
+
+    @property
+    def finish_reason(self) -> Optional[str]:
+        return self.outputs[0].finish_reason
+
+
+@dataclass
+class ScoreResult:
+    """Log-probs of scored tokens given the sequence's history, and their mean negative log-prob
+    (NaN for an empty step). perplexity = exp(step_nll)."""
+
+    seq_id: int
+    token_logprobs: list[float]
+    step_nll: float
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_logprobs)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.step_nll)
+
+    @property
+    def max_nll(self) -> float:
+        return -min(self.token_logprobs) if self.token_logprobs else math.nan
