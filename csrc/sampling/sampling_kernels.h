@@ -70,28 +70,39 @@ inline void filter_row(const float* logits, int64_t vocab, const RowSampling& pa
   for (; i < order.size(); ++i) out[order[i]] = kNegInf;
 }
 
+// Largest possible race noise -log(-log(u)): the largest float uniform, 1 - 2^-24, gives 16.64.
+constexpr float kMaxRaceNoise = 16.7f;
+
 // Exponential race: argmax over v of log_weights[v] - log(-log(u_v)), with u_v the float
-// uniforms of Philox block v / 4 of (seed, offset, purpose, position). A draw from
-// softmax(log_weights); blocks whose four weights are all -inf draw nothing.
+// uniforms of Philox block v / 4 of (seed, offset, purpose, position): a draw from
+// softmax(log_weights). Because the noise is bounded, a block whose best weight plus
+// kMaxRaceNoise cannot beat the current key is skipped without drawing; the block holding the
+// largest weight goes first so that most of the vocabulary is skipped. Ties go to the lower index.
 inline int64_t race_argmax(const float* log_weights, int64_t vocab, int64_t seed, int64_t offset,
                            RngPurpose purpose, uint32_t position) {
+  const int64_t heaviest = first_argmax(log_weights, vocab);
+  if (!(log_weights[heaviest] > kNegInf)) return -1;
   int64_t best = -1;
   float best_key = kNegInf;
-  for (int64_t base = 0; base < vocab; base += 4) {
-    const int64_t len = std::min<int64_t>(4, vocab - base);
-    bool any = false;
-    for (int64_t j = 0; j < len; ++j) any |= log_weights[base + j] > kNegInf;
-    if (!any) continue;
-    const Philox4 bits = philox_draw(seed, offset, purpose, position, static_cast<uint32_t>(base / 4));
+  auto race_block = [&](int64_t block) {
+    const int64_t base = block * 4, len = std::min<int64_t>(4, vocab - base);
+    float block_max = kNegInf;
+    for (int64_t j = 0; j < len; ++j) block_max = std::max(block_max, log_weights[base + j]);
+    if (!(block_max > kNegInf) || block_max + kMaxRaceNoise < best_key) return;
+    const Philox4 bits = philox_draw(seed, offset, purpose, position, static_cast<uint32_t>(block));
     for (int64_t j = 0; j < len; ++j) {
-      if (!(log_weights[base + j] > kNegInf)) continue;
-      const float key = log_weights[base + j] - std::log(-std::log(open_uniform_float(bits.v[j])));
-      if (key > best_key || best < 0) {
+      const float weight = log_weights[base + j];
+      if (!(weight > kNegInf) || weight + kMaxRaceNoise < best_key) continue;
+      const float key = weight - std::log(-std::log(open_uniform_float(bits.v[j])));
+      if (key > best_key || (key == best_key && base + j < best) || best < 0) {
         best_key = key;
         best = base + j;
       }
     }
-  }
+  };
+  race_block(heaviest / 4);
+  for (int64_t block = 0; block < (vocab + 3) / 4; ++block)
+    if (block != heaviest / 4) race_block(block);
   return best;
 }
 
