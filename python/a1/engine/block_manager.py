@@ -81,10 +81,7 @@ class BlockManager:
             block_id = self._free_plain.pop()
         else:  # evict the least recently freed cached block
             block_id, _ = self._free_cached.popitem(last=False)
-            block = self.blocks[block_id]
-            if self.hash_to_block.get(block.hash) == block_id:
-                del self.hash_to_block[block.hash]
-            block.clear_hash()
+            self._unhash(self.blocks[block_id])
         self.blocks[block_id].ref_count = 1
         return block_id
 
@@ -174,21 +171,30 @@ class BlockManager:
                 del self._inflight[h]
 
     # ------------------------------------------------------------------ sequences
+    def _plan(self, seq: Sequence, token_budget: int) -> tuple[list[int], int, int]:
+        """(cached prefix blocks, tokens of the first chunk, new blocks needed) for allocate()."""
+        hits = self._lookup(seq)
+        num_hit = len(hits) * self.block_size
+        num_new = min(seq.feed_end - num_hit, token_budget)
+        return hits, num_new, cdiv(num_hit + num_new, self.block_size) - len(hits)
+
+    def can_allocate(self, seq: Sequence, token_budget: int) -> bool:
+        hits, num_new, needed = self._plan(seq, token_budget)
+        reclaimed = sum(1 for b in hits if self.blocks[b].ref_count == 0)  # cached but free: leave the pool
+        return num_new > 0 and needed + reclaimed <= self.num_free_blocks
+
     def allocate(self, seq: Sequence, token_budget: int) -> int:
         """First allocation of a sequence that holds no blocks: take its cached prefix (setting
         num_computed_tokens) and blocks for the first chunk of at most token_budget tokens.
         Returns the chunk length, or 0 (and changes nothing) when the pool is short."""
         assert not seq.block_table and seq.num_computed_tokens == 0, "allocate() needs a sequence without blocks"
-        hits = self._lookup(seq)
-        num_hit = len(hits) * self.block_size
-        num_new = min(seq.feed_end - num_hit, token_budget)
-        needed = cdiv(num_hit + num_new, self.block_size) - len(hits)
-        reclaimed = sum(1 for b in hits if self.blocks[b].ref_count == 0)
-        if num_new <= 0 or needed + reclaimed > self.num_free_blocks:
+        if not self.can_allocate(seq, token_budget):
             return 0
+        hits, num_new, needed = self._plan(seq, token_budget)
         for b in hits:
             self._touch(b)
         seq.block_table = hits + [self._allocate_block() for _ in range(needed)]
+        num_hit = len(hits) * self.block_size
         seq.num_cached_blocks, seq.num_computed_tokens = len(hits), num_hit
         self.num_prefix_queries += len(seq.token_ids)
         self.num_prefix_hits += num_hit
@@ -207,17 +213,26 @@ class BlockManager:
         return needed + self._needs_copy(seq) <= self.num_free_blocks
 
     def append_slots(self, seq: Sequence, num_new_tokens: int) -> None:
-        """Blocks for the next num_new_tokens positions; a shared partial tail block is copied
-        (copy-on-write) first. Call can_append() before."""
+        """Blocks for the next num_new_tokens positions. A partial tail block about to be written
+        is copied first when shared (copy-on-write) and leaves the prefix cache when it is ours
+        alone. Call can_append() before."""
         assert self.can_append(seq, num_new_tokens), "append_slots() without free blocks"
-        if self._needs_copy(seq):
-            src = seq.block_table[-1]
-            dst = self._allocate_block()
-            self.blocks[src].ref_count -= 1  # still >= 1: another sequence holds it
-            self._copies[dst] = src
-            seq.block_table[-1] = dst
+        if seq.num_computed_tokens % self.block_size:
+            tail = self.blocks[seq.block_table[-1]]
+            if tail.ref_count > 1:
+                dst = self._allocate_block()
+                tail.ref_count -= 1  # still >= 1: another sequence holds it
+                self._copies[dst] = tail.block_id
+                seq.block_table[-1] = dst
+            elif tail.hash is not None:
+                self._unhash(tail)
         needed = cdiv(seq.num_computed_tokens + num_new_tokens, self.block_size) - len(seq.block_table)
         seq.block_table.extend(self._allocate_block() for _ in range(needed))
+
+    def _unhash(self, block: Block) -> None:
+        if self.hash_to_block.get(block.hash) == block.block_id:
+            del self.hash_to_block[block.hash]
+        block.clear_hash()
 
     def free(self, seq: Sequence) -> None:
         """Release every block (tail first, so chain tails are evicted first); the sequence will
@@ -249,9 +264,7 @@ class BlockManager:
         if computed % bs:  # the tail will be written again: it must leave the prefix cache
             tail = self.blocks[seq.block_table[-1]]
             if tail.hash is not None and tail.ref_count == 1:
-                if self.hash_to_block.get(tail.hash) == tail.block_id:
-                    del self.hash_to_block[tail.hash]
-                tail.clear_hash()
+                self._unhash(tail)
         del seq.token_ids[num_tokens:]
         seq.num_committed = min(seq.num_committed, num_tokens)
         del seq.block_hashes[seq.num_committed // bs :]

@@ -151,6 +151,24 @@ def test_truncate_into_cached_block_unhashes_it():
     assert b.num_computed_tokens == 4  # block 1 of the old tokens is gone from the cache
 
 
+def test_writing_into_a_formerly_shared_cached_tail_unhashes_it():
+    bm = BlockManager(16, 4)
+    a = gen_seq(0, list(range(9)))
+    compute(bm, a)  # blocks 0, 1 registered
+    b = bm.fork(a, 1)
+    tail = a.block_table[1]
+    bm.truncate(a, 7)  # tail shared with b: it keeps its hash for now
+    assert bm.blocks[tail].hash is not None
+    bm.free(b)  # now a alone holds the cached tail ...
+    a.append_tokens([90, 91], commit=True)
+    compute(bm, a)  # ... and writing into it must take it out of the cache (no copy needed)
+    assert a.block_table[1] == tail and bm.take_copies() == []
+    assert tail not in bm.hash_to_block.values() or bm.blocks[tail].token_ids == tuple(a.token_ids[4:8])
+    c = gen_seq(2, list(range(9)))
+    bm.allocate(c, 100)
+    assert c.num_computed_tokens == 4
+
+
 def test_uncommitted_tokens_stay_out_of_cache_until_committed():
     bm = BlockManager(16, 4)
     a = gen_seq(0, list(range(4)))
@@ -230,7 +248,6 @@ def test_prefix_in_flight_until_registered():
     assert b.num_computed_tokens == 8
     c = gen_seq(2, list(range(9)))
     d = gen_seq(3, list(range(9)))
-    c.block_hashes = []
     bm.free(a)
     bm.free(b)
     assert not bm.prefix_in_flight(c) and not bm.prefix_in_flight(d)
