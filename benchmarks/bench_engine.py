@@ -52,6 +52,7 @@ def bench_hf(source: str, prompt_ids: list[int], batches: list[int], new_tokens:
     else:
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     model.eval()
+    model.generation_config.eos_token_id = None  # never stop early, and never suppress EOS either
     rows = []
     with torch.inference_mode():
         ids = torch.tensor([prompt_ids])
@@ -60,8 +61,7 @@ def bench_hf(source: str, prompt_ids: list[int], batches: list[int], new_tokens:
             ids = torch.tensor([prompt_ids] * batch)
             start = time.perf_counter()
             out = model.generate(
-                ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                do_sample=False, pad_token_id=model.config.eos_token_id,
+                ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False, pad_token_id=0,
             )
             wall = time.perf_counter() - start
             rows.append({"batch": batch, "wall_s": wall, "tok_s": batch * new_tokens / wall,
