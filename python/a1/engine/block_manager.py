@@ -178,19 +178,21 @@ class BlockManager:
         num_new = min(seq.feed_end - num_hit, token_budget)
         return hits, num_new, cdiv(num_hit + num_new, self.block_size) - len(hits)
 
-    def can_allocate(self, seq: Sequence, token_budget: int) -> bool:
-        hits, num_new, needed = self._plan(seq, token_budget)
+    def _fits(self, hits: list[int], num_new: int, needed: int) -> bool:
         reclaimed = sum(1 for b in hits if self.blocks[b].ref_count == 0)  # cached but free: leave the pool
         return num_new > 0 and needed + reclaimed <= self.num_free_blocks
+
+    def can_allocate(self, seq: Sequence, token_budget: int) -> bool:
+        return self._fits(*self._plan(seq, token_budget))
 
     def allocate(self, seq: Sequence, token_budget: int) -> int:
         """First allocation of a sequence that holds no blocks: take its cached prefix (setting
         num_computed_tokens) and blocks for the first chunk of at most token_budget tokens.
         Returns the chunk length, or 0 (and changes nothing) when the pool is short."""
         assert not seq.block_table and seq.num_computed_tokens == 0, "allocate() needs a sequence without blocks"
-        if not self.can_allocate(seq, token_budget):
-            return 0
         hits, num_new, needed = self._plan(seq, token_budget)
+        if not self._fits(hits, num_new, needed):
+            return 0
         for b in hits:
             self._touch(b)
         seq.block_table = hits + [self._allocate_block() for _ in range(needed)]
