@@ -117,11 +117,13 @@ class AsyncEngine:
             lambda: self.engine.add_request(prompt_token_ids, params, seq_id=seq_id, release=release, commit=commit),
         )
 
-    async def score(self, seq_id: int, token_ids: list[int], keep: bool = True, temperature: float = 1.0) -> ScoreResult:
-        """Log-probs of token_ids after seq_id's history; keep=False rolls the sequence back."""
+    async def score(
+        self, seq_id: int, token_ids: list[int], keep: bool = True, temperature: float = 1.0, commit: Optional[bool] = None
+    ) -> ScoreResult:
+        """Log-probs of token_ids after seq_id's history (LLMEngine.submit_score)."""
 
         def submit() -> int:
-            self.engine.submit_score(seq_id, token_ids, keep, temperature)
+            self.engine.submit_score(seq_id, token_ids, keep, temperature, commit)
             return seq_id
 
         return await self._await_output("score", submit)

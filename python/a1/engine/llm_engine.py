@@ -150,9 +150,13 @@ class LLMEngine:
         self.scheduler.add(seq)
         return seq.seq_id
 
-    def submit_score(self, seq_id: int, token_ids: list[int], keep: bool = True, temperature: float = 1.0) -> None:
+    def submit_score(
+        self, seq_id: int, token_ids: list[int], keep: bool = True, temperature: float = 1.0, commit: Optional[bool] = None
+    ) -> None:
         """Queue scoring of token_ids after the history of the idle sequence seq_id; the
-        ScoreResult comes out of step(). keep=False rolls the sequence back to its history."""
+        ScoreResult comes out of step(). keep=False rolls the sequence back to its history;
+        keep=True keeps the tokens (their last one pending), committed unless commit=False, in
+        which case they stay out of the prefix cache until commit() (or go with truncate())."""
         seq = self._idle(seq_id)
         token_ids = self._check_tokens(token_ids, "token_ids")
         if not temperature > 0:
@@ -162,13 +166,15 @@ class LLMEngine:
         if not token_ids:
             self._ready.append(ScoreResult(seq_id, [], math.nan))
             return
-        seq.task = ScoreTask(len(seq), len(token_ids), keep, float(temperature))
+        seq.task = ScoreTask(len(seq), len(token_ids), keep, keep if commit is None else commit, float(temperature))
         seq.append_tokens(token_ids, commit=False)
         self.scheduler.add(seq)
 
-    def score(self, seq_id: int, token_ids: list[int], keep: bool = True, temperature: float = 1.0) -> ScoreResult:
+    def score(
+        self, seq_id: int, token_ids: list[int], keep: bool = True, temperature: float = 1.0, commit: Optional[bool] = None
+    ) -> ScoreResult:
         """submit_score() and run steps (other requests progress too) until its result is ready."""
-        self.submit_score(seq_id, token_ids, keep, temperature)
+        self.submit_score(seq_id, token_ids, keep, temperature, commit)
         while True:
             for i, out in enumerate(self._ready):
                 if isinstance(out, ScoreResult) and out.seq_id == seq_id:
@@ -206,14 +212,13 @@ class LLMEngine:
             seq.task.nll_sum += nll * len(token_logprobs)
         now = time.perf_counter()
         for seq in batch.seqs:
+            self.block_manager.cache_blocks(seq)
             task = seq.task
             if isinstance(task, GenerateTask) and task.finish_reason is not None:
                 task.metrics.finished_time = now
                 finished.append(self._finish_generation(seq))
             elif isinstance(task, ScoreTask) and seq.num_computed_tokens == seq.feed_end:
                 finished.append(self._finish_score(seq))
-            else:
-                self.block_manager.cache_blocks(seq)
         bm = self.block_manager
         self.metrics.num_prefix_queries, self.metrics.num_prefix_hits = bm.num_prefix_queries, bm.num_prefix_hits
         self.metrics.num_tokens_sampled += len(out.sampled_ids)
@@ -256,7 +261,6 @@ class LLMEngine:
             0, task.text, output_ids, list(task.logprobs) if params.logprobs else None, task.finish_reason, task.stop_reason
         )
         output = RequestOutput(seq.seq_id, None, seq.token_ids[: task.start], [completion], True, task.metrics)
-        self.block_manager.cache_blocks(seq)
         self.scheduler.finish(seq)
         if task.release:
             self.free(seq.seq_id)
@@ -266,8 +270,8 @@ class LLMEngine:
         task: ScoreTask = seq.task
         result = ScoreResult(seq.seq_id, list(task.token_logprobs), task.nll_sum / task.num_tokens)
         self.scheduler.finish(seq)
-        if task.keep:
-            self.commit(seq.seq_id)
-        else:
+        if not task.keep:
             self.truncate(seq.seq_id, task.start)
+        elif task.commit:
+            self.commit(seq.seq_id)
         return result

@@ -55,6 +55,7 @@ class ScoreTask:
     start: int
     num_tokens: int
     keep: bool
+    commit: bool  # with keep: the tokens may enter the prefix cache now (else after a later commit())
     temperature: float
     token_logprobs: list[float] = field(default_factory=list)
     nll_sum: float = 0.0  # sum over chunks of step_nll * rows

@@ -62,7 +62,7 @@ def test_score_task_caps_prefix_at_history():
     compute(bm, a)
     bm.free(a)
     s = Sequence(1, list(range(12)))
-    s.task = ScoreTask(start=8, num_tokens=4, keep=False, temperature=1.0)
+    s.task = ScoreTask(start=8, num_tokens=4, keep=False, commit=False, temperature=1.0)
     s.num_committed = 8
     bm.allocate(s, 100)
     assert s.num_computed_tokens == 4  # the row of history token 7 is needed: hit capped at 7 tokens

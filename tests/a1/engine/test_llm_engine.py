@@ -276,3 +276,19 @@ def test_errors_name_the_argument(tiny_model, tokenizer):
 def test_sampling_params_validation(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         SamplingParams(**kwargs)
+
+
+def test_kept_but_uncommitted_tokens_enter_the_cache_only_on_commit(tiny_model, tokenizer):
+    engine = make_engine(tiny_model, tokenizer)
+    history, step = prompt(8), [3, 4, 5, 6, 7, 8, 9, 10, 11]  # 17 tokens: blocks 0-3 full after the step
+    sid = engine.add_sequence(history)
+    engine.score(sid, step, keep=True, commit=False)  # e.g. a step awaiting its conformal decision
+    seq = engine.seqs[sid]
+    assert seq.num_committed == len(history) and seq.num_cached_blocks == 2
+    engine.commit(sid)  # accepted
+    assert seq.num_cached_blocks == 4
+    draft = engine.add_sequence(history)
+    out = gen(engine, params=SamplingParams(max_tokens=9, seed=1, ignore_eos=True), seq_id=draft, commit=False)
+    assert engine.seqs[draft].num_cached_blocks == 2  # unverified draft tokens stay out of the cache
+    engine.truncate(draft, len(history))  # rejected
+    assert engine.token_ids(draft) == history and len(out.token_ids) == 9
