@@ -259,25 +259,6 @@ def test_errors_name_the_argument(tiny_model, tokenizer):
     assert out.finish_reason == "length" and len(out.token_ids) == 4  # capped by max_model_len
 
 
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        (dict(temperature=-1), "temperature"),
-        (dict(top_k=-2), "top_k"),
-        (dict(top_p=0), "top_p"),
-        (dict(max_tokens=0), "max_tokens"),
-        (dict(min_tokens=5, max_tokens=2), "min_tokens"),
-        (dict(stop=[""]), "stop"),
-        (dict(stop_token_ids=[-1]), "stop_token_ids"),
-        (dict(seed="x"), "seed"),
-        (dict(logprobs=1), "logprobs"),
-    ],
-)
-def test_sampling_params_validation(kwargs, match):
-    with pytest.raises((ValueError, TypeError), match=match):
-        SamplingParams(**kwargs)
-
-
 def test_kept_but_uncommitted_tokens_enter_the_cache_only_on_commit(tiny_model, tokenizer):
     engine = make_engine(tiny_model, tokenizer)
     history, step = prompt(8), [3, 4, 5, 6, 7, 8, 9, 10, 11]  # 17 tokens: blocks 0-3 full after the step
