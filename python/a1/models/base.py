@@ -73,7 +73,8 @@ class DecoderLM(torch.nn.Module):
         meta: AttentionMetadata,
     ) -> torch.Tensor:
         """Hidden states after the final norm, [T, hidden] in the model dtype, for the flattened
-        tokens input_ids/positions (int64 [T]); writes their K/V into kv_caches (one per layer)."""
+        tokens input_ids/positions (int64 [T]); writes their K/V into kv_caches (one per layer).
+        Positions must be below config.max_position_embeddings (dynamic NTK RoPE excepted)."""
         if len(kv_caches) != len(self.layers):
             raise ValueError(f"expected {len(self.layers)} (k_cache, v_cache) pairs, got {len(kv_caches)}")
         cos, sin = self.rotary(positions, meta.seq_lens, meta.query_start_loc)
