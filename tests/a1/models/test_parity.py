@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from a1.models import load_model
-from hf_reference import OTHER_PROMPT, PROMPT, hf_greedy, hf_logits
+from hf_reference import OTHER_PROMPT, PROMPT, hf_greedy, hf_logits, reset_dynamic_rope
 from paged_driver import PagedDriver
 from tiny_checkpoints import VARIANTS
 
@@ -101,6 +101,7 @@ def test_rope_tables_match_transformers_bit_for_bit(tiny_checkpoint, name):
     hf_model, directory = tiny_checkpoint(name)
     loaded = load_model(directory)
     rotary = hf_model.model.rotary_emb
+    reset_dynamic_rope(hf_model)
     assert torch.equal(inv_frequencies(loaded.config), rotary.original_inv_freq)
     positions = torch.arange(loaded.config.max_position_embeddings)
     cos, sin = rotary(torch.ones(1, dtype=torch.float32), positions[None])
