@@ -1,0 +1,1 @@
+"""a1: asynchronous test-time scaling via conformal prediction (DESIGN.md)."""
