@@ -97,8 +97,10 @@ def filtered_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p:
 def reshape_and_cache(key, value, k_cache, v_cache, slot_mapping) -> None:
     valid = slot_mapping >= 0
     slots = slot_mapping[valid]
-    k_cache.view(-1, *k_cache.shape[2:])[slots] = key[valid].to(k_cache.dtype)
-    v_cache.view(-1, *v_cache.shape[2:])[slots] = value[valid].to(v_cache.dtype)
+    # Index (block, offset) rather than a flattened view: caches may have any block stride.
+    blocks, offsets = slots // k_cache.shape[1], slots % k_cache.shape[1]
+    k_cache[blocks, offsets] = key[valid].to(k_cache.dtype)
+    v_cache[blocks, offsets] = value[valid].to(v_cache.dtype)
 
 
 def copy_blocks(k_caches, v_caches, block_mapping) -> None:

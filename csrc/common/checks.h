@@ -34,6 +34,19 @@ inline void check_size(const at::Tensor& t, const char* name, int64_t dim, int64
               "), got ", t.size(dim));
 }
 
+// A paged KV cache [num_blocks, block_size, num_kv_heads, head_dim]: the kernels address a slot's
+// rows as one contiguous [num_kv_heads, head_dim] run inside a contiguous block, while the block
+// stride is free (K and V may be views of one [num_blocks, 2, ...] tensor).
+inline void check_paged_cache(const at::Tensor& cache, const char* name) {
+  check_dim(cache, name, 4, "[num_blocks, block_size, num_kv_heads, head_dim]");
+  const int64_t head_dim = cache.size(3), num_kv_heads = cache.size(2);
+  const bool inner_contiguous = (cache.stride(3) == 1 || head_dim <= 1) &&
+                                (cache.stride(2) == head_dim || num_kv_heads <= 1) &&
+                                (cache.stride(1) == num_kv_heads * head_dim || cache.size(1) <= 1);
+  TORCH_CHECK(inner_contiguous, name, " must have contiguous [block_size, num_kv_heads, head_dim] dims (any block stride), got strides ",
+              cache.strides(), " for shape ", cache.sizes());
+}
+
 // cu_seqlens-style offsets: int32 or int64 [B+1], starting at 0, non-decreasing, ending at total.
 // Returned as int64 on the CPU; the CPU kernels read them directly.
 at::Tensor checked_offsets(const at::Tensor& offsets, const char* name, int64_t total, const char* total_name);

@@ -1,16 +1,11 @@
 // Torch-free numeric helpers for the CPU kernels. Hot loops use GCC/Clang vector extensions
-// (8 floats, lowered to AVX2 or to pairs of SSE registers) and are compiled twice, AVX2 and
-// baseline x86-64, with the clone picked at load time, so a wheel needs no -march=native.
+// (8 floats, lowered to AVX2 or to pairs of SSE registers) inside A1_MULTIVERSION functions.
 #pragma once
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
-#define A1_MULTIVERSION __attribute__((target_clones("avx2", "default")))
-#else
-#define A1_MULTIVERSION
-#endif
+#include "common/multiversion.h"
 
 namespace a1::simd {
 

@@ -28,16 +28,7 @@
 #include <utility>
 #include <vector>
 
-// As in csrc/common/simd.h (repeated so this header stays standalone), plus the TSan guard.
-#ifndef A1_MULTIVERSION
-// Not under TSan: its runtime is not up yet when the dynamic loader runs the ifunc resolver.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__) && \
-    !defined(__SANITIZE_THREAD__)
-#define A1_MULTIVERSION __attribute__((target_clones("avx2", "default")))
-#else
-#define A1_MULTIVERSION
-#endif
-#endif
+#include "common/multiversion.h"
 
 // Fault injection for the fuzz tests: define A1_QUANTILE_BUFFER_STRESS before including this header
 // to stall some producers between taking a ticket and writing its slot (the window where races

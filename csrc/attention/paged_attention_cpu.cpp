@@ -1,0 +1,140 @@
+// CPU glue of a1::paged_attention: validates the arguments, fills PagedAttentionParams and runs the
+// torch-free tile kernel (attention/paged_attention_kernels.h) on at::parallel_for workers that
+// take work items longest-first from a shared counter.
+//
+// Dtypes: query, k_cache and v_cache may each be fp32/bf16/fp16 (k_cache and v_cache the same);
+// the output has query's dtype, accumulation is fp32. The index tensors block_table, seq_lens and
+// query_start_loc are int32 per the layout contract; int64 is accepted for all three as well.
+// Block ids are checked for the blocks a row reads (rows with q_len 0 read none).
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/library.h>
+
+#include <atomic>
+
+#include "attention/paged_attention_kernels.h"
+#include "common/checks.h"
+
+namespace a1 {
+namespace {
+
+FloatType float_type_of(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kBFloat16: return FloatType::kBFloat16;
+    case at::kHalf: return FloatType::kFloat16;
+    default: return FloatType::kFloat32;
+  }
+}
+
+at::Tensor host_index(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.scalar_type() == at::kInt || t.scalar_type() == at::kLong, name, " must be int32 (or int64), got ",
+              t.scalar_type());
+  return t.to(at::kLong).contiguous();
+}
+
+// Every row's lengths and the block ids it reads; returns block_table as contiguous int32.
+at::Tensor checked_block_table(const at::Tensor& block_table, const int64_t* seq_lens, const int64_t* offsets,
+                               int64_t block_size, int64_t num_blocks) {
+  const at::Tensor table = host_index(block_table, "block_table");
+  const int64_t batch = table.size(0), max_blocks = table.size(1);
+  const int64_t* ids = table.data_ptr<int64_t>();
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t seq_len = seq_lens[b], q_len = offsets[b + 1] - offsets[b];
+    TORCH_CHECK(seq_len >= 0, "seq_lens[", b, "]=", seq_len, " is negative");
+    TORCH_CHECK(seq_len <= max_blocks * block_size, "seq_lens[", b, "]=", seq_len,
+                " exceeds block_table capacity (", max_blocks, " blocks of ", block_size, " slots)");
+    TORCH_CHECK(q_len <= seq_len, "query_start_loc gives row ", b, " q_len=", q_len, " queries, more than seq_lens[",
+                b, "]=", seq_len);
+    if (q_len == 0) continue;
+    for (int64_t j = 0; j < (seq_len + block_size - 1) / block_size; ++j) {
+      const int64_t id = ids[b * max_blocks + j];
+      TORCH_CHECK(id >= 0 && id < num_blocks, "block_table[", b, ", ", j, "]=", id,
+                  " is out of range for a cache of ", num_blocks, " blocks");
+    }
+  }
+  return block_table.scalar_type() == at::kInt ? block_table.contiguous() : table.to(at::kInt);
+}
+
+at::Tensor paged_attention_cpu(const at::Tensor& query_in, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                               const at::Tensor& block_table, const at::Tensor& seq_lens,
+                               const at::Tensor& query_start_loc, double scale) {
+  check_dim(query_in, "query", 3, "[num_tokens, num_q_heads, head_dim]");
+  check_paged_cache(k_cache, "k_cache");
+  check_paged_cache(v_cache, "v_cache");
+  check_dim(block_table, "block_table", 2, "[batch, max_blocks]");
+  check_dim(seq_lens, "seq_lens", 1, "[batch]");
+  for (const auto& [t, name] : {std::pair{&k_cache, "k_cache"}, {&v_cache, "v_cache"}, {&block_table, "block_table"},
+                                {&seq_lens, "seq_lens"}, {&query_start_loc, "query_start_loc"}})
+    check_same_device(*t, name, query_in, "query");
+  TORCH_CHECK(query_in.device().is_cpu(), "query must be a CPU tensor for the CPU kernel, got ", query_in.device());
+  check_float_dtype(query_in, "query");
+  check_float_dtype(k_cache, "k_cache");
+  check_dtype(v_cache, "v_cache", k_cache.scalar_type());
+  TORCH_CHECK(v_cache.sizes() == k_cache.sizes(), "v_cache shape ", v_cache.sizes(), " must equal k_cache shape ",
+              k_cache.sizes());
+  const int64_t num_tokens = query_in.size(0), num_q_heads = query_in.size(1);
+  const int64_t num_blocks = k_cache.size(0), block_size = k_cache.size(1);
+  const int64_t num_kv_heads = k_cache.size(2), head_dim = k_cache.size(3);
+  TORCH_CHECK(query_in.size(2) == head_dim, "query.size(2) (head_dim=", query_in.size(2),
+              ") must equal k_cache.size(3) (head_dim=", head_dim, ")");
+  TORCH_CHECK(num_kv_heads > 0 && num_q_heads % num_kv_heads == 0, "query.size(1) (num_q_heads=", num_q_heads,
+              ") must be a multiple of k_cache.size(2) (num_kv_heads=", num_kv_heads, ")");
+  TORCH_CHECK(block_size > 0, "k_cache.size(1) (block_size) must be positive");
+  const int64_t batch = block_table.size(0);
+  check_size(seq_lens, "seq_lens", 0, batch, "block_table.size(0) (batch)");
+  check_size(query_start_loc, "query_start_loc", 0, batch + 1, "block_table.size(0) + 1 (batch + 1)");
+  const at::Tensor offsets = checked_offsets(query_start_loc, "query_start_loc", num_tokens, "query.size(0) (num_tokens)");
+  const at::Tensor lens = host_index(seq_lens, "seq_lens");
+  const at::Tensor table = checked_block_table(block_table, lens.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(),
+                                               block_size, num_blocks);
+
+  at::Tensor out = at::empty_like(query_in);  // the layout register_fake promises
+  if (num_tokens == 0 || num_q_heads == 0 || head_dim == 0) return out;
+  const at::Tensor query = query_in.stride(2) == 1 ? query_in : query_in.contiguous();
+  const bool write_direct = out.scalar_type() == at::kFloat && out.stride(2) == 1;
+  at::Tensor out_f32 = write_direct ? out : at::empty(query.sizes(), query.options().dtype(at::kFloat));
+
+  attention::PagedAttentionParams params{};
+  params.query = query.data_ptr();
+  params.query_type = float_type_of(query);
+  params.query_token_stride = query.stride(0);
+  params.query_head_stride = query.stride(1);
+  params.k_cache = k_cache.data_ptr();
+  params.v_cache = v_cache.data_ptr();
+  params.cache_type = float_type_of(k_cache);
+  params.k_block_stride = k_cache.stride(0);
+  params.v_block_stride = v_cache.stride(0);
+  params.block_table = table.data_ptr<int32_t>();
+  params.block_table_stride = table.size(1);
+  params.seq_lens = lens.data_ptr<int64_t>();
+  params.query_start_loc = offsets.data_ptr<int64_t>();
+  params.batch = static_cast<int>(batch);
+  params.num_q_heads = static_cast<int>(num_q_heads);
+  params.num_kv_heads = static_cast<int>(num_kv_heads);
+  params.head_dim = static_cast<int>(head_dim);
+  params.block_size = static_cast<int>(block_size);
+  params.scale = static_cast<float>(scale);
+  params.out = out_f32.data_ptr<float>();
+  params.out_token_stride = out_f32.stride(0);
+  params.out_head_stride = out_f32.stride(1);
+
+  const std::vector<attention::AttentionWorkItem> items = attention::plan_attention_work(params);
+  const attention::AttendTileFn attend_tile = attention::select_attend_tile(simd::select_isa());
+  std::atomic<size_t> next_item{0};
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), static_cast<int64_t>(items.size()));
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    attention::AttentionScratch scratch(params.num_q_heads, params.num_kv_heads, params.head_dim);
+    for (size_t i = next_item.fetch_add(1); i < items.size(); i = next_item.fetch_add(1))
+      attend_tile(params, items[i], scratch);
+  });
+  if (!write_direct) out.copy_(out_f32);
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(a1, CPU, m) { m.impl("paged_attention", &paged_attention_cpu); }
+
+}  // namespace a1

@@ -1,0 +1,109 @@
+"""The model interface the engine drives: AttentionMetadata, ModelConfig and DecoderLM (Llama and
+Qwen2 families; Qwen2 is Llama with a bias on the q/k/v projections)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .config import ModelConfig
+from .layers import DecoderLayer, RMSNorm
+from .rope import RotaryEmbedding
+
+__all__ = ["AttentionMetadata", "DecoderLM", "ModelConfig"]
+
+KVCache = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class AttentionMetadata:
+    """Where one forward's tokens go in the paged cache (layouts of a1_ext.ops, DESIGN §3).
+
+    slot_mapping    int64 [T]       slot = block * block_size + offset; negative = do not store
+    block_table     int32 [B, max_blocks]
+    seq_lens        int32 [B]       KV length of each row after this step
+    query_start_loc int32 [B + 1]   row b owns tokens query_start_loc[b]:query_start_loc[b+1], the
+                                    last positions of its seq_lens[b] tokens
+    """
+
+    slot_mapping: torch.Tensor
+    block_table: torch.Tensor
+    seq_lens: torch.Tensor
+    query_start_loc: torch.Tensor
+
+
+class DecoderLM(torch.nn.Module):
+    """A decoder-only LM over the paged KV cache. Parameters never require grad; run it under
+    torch.inference_mode(). Weights are filled by a1.models.weights.load_hf_weights."""
+
+    def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"model dtype must be float32, bfloat16 or float16, got {dtype}")
+        self.config = config
+        vocab, hidden = config.vocab_size, config.hidden_size
+        self.embed_weight = torch.nn.Parameter(torch.empty(vocab, hidden, dtype=dtype), requires_grad=False)
+        self.layers = torch.nn.ModuleList(DecoderLayer(config, dtype) for _ in range(config.num_layers))
+        self.norm = RMSNorm(hidden, config.rms_norm_eps, dtype)
+        self.lm_head: Optional[torch.nn.Parameter] = None
+        if not config.tie_word_embeddings:
+            self.lm_head = torch.nn.Parameter(torch.empty(vocab, hidden, dtype=dtype), requires_grad=False)
+        self.rotary = RotaryEmbedding(config, dtype)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed_weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed_weight.device
+
+    @property
+    def lm_head_weight(self) -> torch.Tensor:
+        """[V, hidden]: the output projection (the embedding when tied)."""
+        return self.embed_weight if self.lm_head is None else self.lm_head
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        kv_caches: Sequence[KVCache],
+        meta: AttentionMetadata,
+    ) -> torch.Tensor:
+        """Hidden states after the final norm, [T, hidden] in the model dtype, for the flattened
+        tokens input_ids/positions (int64 [T]); writes their K/V into kv_caches (one per layer).
+        Positions must be below config.max_position_embeddings (dynamic NTK RoPE excepted)."""
+        if len(kv_caches) != len(self.layers):
+            raise ValueError(f"expected {len(self.layers)} (k_cache, v_cache) pairs, got {len(kv_caches)}")
+        cos, sin = self.rotary(positions, meta.seq_lens, meta.query_start_loc)
+        hidden = F.embedding(input_ids, self.embed_weight)
+        for layer, (k_cache, v_cache) in zip(self.layers, kv_caches):
+            hidden = layer(hidden, cos, sin, k_cache, v_cache, meta)
+        return self.norm(hidden)
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """float32 [T, V] logits of hidden states [T, hidden]."""
+        return F.linear(hidden, self.lm_head_weight).float()
+
+    def kv_cache_shape(self, num_blocks: int, block_size: int) -> tuple[int, int, int, int]:
+        """Shape of one layer's k_cache (and v_cache)."""
+        return (num_blocks, block_size, self.config.num_kv_heads, self.config.head_dim)
+
+    def bytes_per_token(self, dtype: Optional[torch.dtype] = None) -> int:
+        """KV bytes one token takes over all layers: 2 * layers * kv_heads * head_dim * element size."""
+        element = torch.empty((), dtype=dtype or self.dtype).element_size()
+        return 2 * self.config.num_layers * self.config.num_kv_heads * self.config.head_dim * element
+
+    def allocate_kv_caches(
+        self,
+        num_blocks: int,
+        block_size: int,
+        dtype: Optional[torch.dtype] = None,
+        device: Optional[torch.device] = None,
+    ) -> list[KVCache]:
+        """Zeroed (k_cache, v_cache) per layer, each of kv_cache_shape(num_blocks, block_size)."""
+        shape = self.kv_cache_shape(num_blocks, block_size)
+        options = dict(dtype=dtype or self.dtype, device=device or self.device)
+        return [(torch.zeros(shape, **options), torch.zeros(shape, **options)) for _ in self.layers]

@@ -1,0 +1,74 @@
+"""load_model: an HF checkpoint directory, a .gguf file or a built-in name -> model + tokenizer."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from .base import DecoderLM
+from .config import ModelConfig
+from .gguf_loader import load_gguf_file
+from .hf_loader import load_hf_directory
+from .registry import BUILTIN_MODELS
+from .tokenizer import Tokenizer
+
+SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+@dataclass
+class LoadedModel:
+    model: DecoderLM
+    tokenizer: Tokenizer
+    config: ModelConfig
+    source: str  # the file or directory the weights came from
+
+
+def load_model(model: Union[str, os.PathLike], dtype: Optional[torch.dtype] = None) -> LoadedModel:
+    """Load `model`: an HF directory (config.json, *.safetensors, tokenizer.json), a .gguf file, or a
+    built-in name (see a1.models.registry.BUILTIN_MODELS). dtype defaults to float32; the weights
+    are cast to it (GGUF weights are dequantized). The model is on the CPU; move it with .to()."""
+    dtype = torch.float32 if dtype is None else dtype
+    if dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"dtype must be one of {SUPPORTED_DTYPES}, got {dtype}")
+    path = resolve_model_path(model)
+    if path.is_dir():
+        decoder, tokenizer = load_hf_directory(path, dtype)
+    elif path.suffix.lower() == ".gguf" or _has_gguf_magic(path):
+        decoder, tokenizer = load_gguf_file(path, dtype)
+    else:
+        raise ValueError(f"{path} is neither a checkpoint directory nor a .gguf file")
+    check_vocab(tokenizer, decoder.config, str(path))
+    decoder.eval()
+    return LoadedModel(model=decoder, tokenizer=tokenizer, config=decoder.config, source=str(path))
+
+
+def resolve_model_path(model: Union[str, os.PathLike]) -> Path:
+    if isinstance(model, str) and model in BUILTIN_MODELS:
+        return BUILTIN_MODELS[model].find()
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{str(model)!r} is neither an existing directory or .gguf file nor a built-in model "
+            f"({', '.join(BUILTIN_MODELS)})"
+        )
+    return path
+
+
+def check_vocab(tokenizer: Tokenizer, config: ModelConfig, source: str) -> None:
+    """Embedding rows may exceed the tokenizer (padded vocabularies); the reverse is a broken checkpoint."""
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ValueError(
+            f"{source}: vocab mismatch: the tokenizer has {tokenizer.vocab_size} tokens but the embedding "
+            f"has only {config.vocab_size} rows"
+        )
+    bad = [token for token in config.eos_token_ids if not 0 <= token < config.vocab_size]
+    if bad:
+        raise ValueError(f"{source}: eos token ids {bad} are outside the vocabulary of {config.vocab_size}")
+
+
+def _has_gguf_magic(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"GGUF"
