@@ -5,10 +5,7 @@ import json
 import pytest
 import torch
 
-pytest.importorskip("transformers")
-pytest.importorskip("a1.models.loader")  # branch `models`
-
-from a1 import LLM, SamplingParams  # noqa: E402
+from a1 import LLM, SamplingParams
 
 CORPUS = ["the quick brown fox jumps over the lazy dog. what is two plus three? it is five."] * 4
 
