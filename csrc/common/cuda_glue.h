@@ -1,0 +1,69 @@
+// Helpers shared by the CUDA torch glue (csrc/*/*_cuda.cpp): dtype tags for the torch-free
+// launchers, device checks with messages that name the argument, moving small index/parameter
+// tensors onto the kernel's device, and turning a launch status into a TORCH_CHECK failure.
+// Host C++ only (g++), compiled in A1_CUDA builds; the kernels never see torch.
+#pragma once
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "common/checks.h"
+#include "common/cuda_dtype.h"
+
+namespace a1 {
+
+inline cuda::FloatKind float_kind(const at::Tensor& t, const char* name) {
+  check_float_dtype(t, name);
+  switch (t.scalar_type()) {
+    case at::kHalf:
+      return cuda::FloatKind::kFloat16;
+    case at::kBFloat16:
+      return cuda::FloatKind::kBFloat16;
+    default:
+      return cuda::FloatKind::kFloat32;
+  }
+}
+
+// A tensor the kernel reads or writes in place: must already be on `device` (a CUDA device).
+inline void check_on_device(const at::Tensor& t, const char* name, const c10::Device& device) {
+  TORCH_CHECK(t.device() == device, name, " must be on ", device, " like the other CUDA inputs, got ", t.device());
+}
+
+// A small index or per-row parameter tensor: accepted on the CPU (copied to the device, which
+// needs no host sync; from pinned memory the copy is asynchronous and can be captured in a CUDA
+// graph) or already on `device`; returned contiguous with `dtype`.
+inline at::Tensor to_device(const at::Tensor& t, const char* name, const c10::Device& device, at::ScalarType dtype) {
+  TORCH_CHECK(t.device().is_cpu() || t.device() == device, name, " must be on the CPU or on ", device, ", got ",
+              t.device());
+  const bool pinned = t.device().is_cpu() && t.scalar_type() == dtype && t.is_contiguous() && t.is_pinned();
+  return t.to(device, dtype, /*non_blocking=*/pinned, /*copy=*/false).contiguous();
+}
+
+inline void check_integral(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(at::isIntegralType(t.scalar_type(), /*includeBool=*/false), name, " must be an integer tensor, got ",
+              t.scalar_type());
+}
+
+// A per-row parameter [rows] (temperature, top_k, ...) as a contiguous device tensor of dtype.
+inline at::Tensor row_param(const at::Tensor& t, const char* name, int64_t rows, const c10::Device& device,
+                            at::ScalarType dtype) {
+  check_dim(t, name, 1, "[B]");
+  check_size(t, name, 0, rows, "the number of rows");
+  return to_device(t, name, device, dtype);
+}
+
+// [num_blocks, block_size, Hkv, D] with the inner three dims contiguous (blocks may be strided).
+inline void check_cache_layout(const at::Tensor& cache, const char* name) {
+  check_dim(cache, name, 4, "[num_blocks, block_size, num_kv_heads, head_dim]");
+  TORCH_CHECK(cache.stride(3) == 1 && cache.stride(2) == cache.size(3) &&
+                  cache.stride(1) == cache.size(2) * cache.size(3),
+              name, " must have contiguous [block_size, num_kv_heads, head_dim] blocks, got strides ",
+              cache.strides());
+}
+
+inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+inline void check_launch(cuda::LaunchStatus status, const char* op) {
+  TORCH_CHECK(status == 0, "a1::", op, ": CUDA kernel launch failed: ", cuda::error_string(status));
+}
+
+}  // namespace a1

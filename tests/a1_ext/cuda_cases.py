@@ -1,0 +1,103 @@
+"""Input builders shared by the CUDA op tests (real device: test_cuda_ops.py; CPU emulation of the
+same kernels: test_cuda_emulated.py). Every builder returns CPU tensors; tests move them.
+
+The reference twins are loaded from a1_ext/reference.py by path so these tests need neither the
+compiled extension nor a GPU to import.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+_REFERENCE_PATH = Path(__file__).resolve().parents[2] / "a1_ext" / "reference.py"
+_spec = importlib.util.spec_from_file_location("a1_reference_twins", _REFERENCE_PATH)
+reference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(reference)
+
+
+def attention_case(dtype, head_dim, block_size, q_lens, seq_lens, num_q_heads=4, num_kv_heads=2, seed=0,
+                   spare_blocks=3):
+    """Ragged paged-attention inputs: row b has seq_lens[b] cached positions, its last q_lens[b] are
+    the queries. Blocks are assigned in a shuffled order so the table really indirects."""
+    g = torch.Generator().manual_seed(seed)
+    blocks_per_row = [max(1, math.ceil(s / block_size)) for s in seq_lens]
+    max_blocks = max(blocks_per_row) + 1
+    num_blocks = sum(blocks_per_row) + spare_blocks
+    order = torch.randperm(num_blocks, generator=g)
+    table = torch.zeros(len(seq_lens), max_blocks, dtype=torch.int32)
+    used = 0
+    for b, n in enumerate(blocks_per_row):
+        table[b, :n] = order[used : used + n].to(torch.int32)
+        used += n
+    shape = (num_blocks, block_size, num_kv_heads, head_dim)
+    k_cache = torch.randn(shape, generator=g).to(dtype)
+    v_cache = torch.randn(shape, generator=g).to(dtype)
+    query = torch.randn(sum(q_lens), num_q_heads, head_dim, generator=g).to(dtype)
+    qsl = torch.tensor([0] + list(torch.tensor(q_lens).cumsum(0)), dtype=torch.int32)
+    return query, k_cache, v_cache, table, torch.tensor(seq_lens, dtype=torch.int32), qsl, head_dim**-0.5
+
+
+def score_case(num_tokens, vocab, segments, dtype=torch.float32, seed=0):
+    """logits [T, V], token ids and cu_seqlens for the given segment lengths (sum = T)."""
+    g = torch.Generator().manual_seed(seed)
+    logits = (3 * torch.randn(num_tokens, vocab, generator=g)).to(dtype)
+    tokens = torch.randint(0, vocab, (num_tokens,), generator=g)
+    cu = torch.tensor([0] + list(torch.tensor(segments).cumsum(0)), dtype=torch.int64)
+    assert int(cu[-1]) == num_tokens
+    return logits, tokens, cu
+
+
+def sampling_params(rows, temperature, top_k, top_p, seed=1234):
+    """Per-row parameter tensors; scalars are broadcast, lists taken as given."""
+    def full(value, dtype):
+        values = value if isinstance(value, (list, tuple)) else [value] * rows
+        return torch.tensor(values, dtype=dtype)
+
+    seeds = torch.arange(rows, dtype=torch.int64) * 7919 + seed
+    offsets = torch.arange(rows, dtype=torch.int64) * 3
+    return full(temperature, torch.float32), full(top_k, torch.int64), full(top_p, torch.float32), seeds, offsets
+
+
+def verify_case(num_draft, vocab, dtype=torch.float32, with_draft_probs=True, greedy_hits=True, seed=0,
+                temperature=0.8, top_k=0, top_p=1.0):
+    """Speculative-verify inputs for draft lengths num_draft (list, zeros allowed). Drafts are drawn
+    from the draft distribution q; with greedy_hits some drafts copy the target argmax so greedy
+    rows accept a few tokens before the first mismatch."""
+    g = torch.Generator().manual_seed(seed)
+    batch = len(num_draft)
+    cu = torch.tensor([0] + list(torch.tensor(num_draft).cumsum(0)), dtype=torch.int64)
+    total = int(cu[-1])
+    target = (2 * torch.randn(total + batch, vocab, generator=g)).to(dtype)
+    draft_logits = target[[r for b in range(batch) for r in range(int(cu[b]) + b, int(cu[b + 1]) + b)]].float()
+    draft_logits = draft_logits + 0.7 * torch.randn(draft_logits.shape, generator=g)
+    q = torch.softmax(draft_logits, -1) if total else torch.empty(0, vocab)
+    drafts = torch.multinomial(q, 1, generator=g).squeeze(1) if total else torch.empty(0, dtype=torch.int64)
+    if greedy_hits and total:
+        rows = torch.tensor([r for b in range(batch) for r in range(int(cu[b]) + b, int(cu[b + 1]) + b)])
+        argmax = target[rows].float().argmax(-1)
+        keep = torch.rand(total, generator=g) < 0.6
+        drafts = torch.where(keep, argmax, drafts)
+    draft_probs: Optional[torch.Tensor] = q if with_draft_probs else None
+    temps, top_ks, top_ps, seeds, offsets = sampling_params(batch, temperature, top_k, top_p, seed=seed + 99)
+    return target, drafts, cu, draft_probs, temps, top_ks, top_ps, seeds, offsets
+
+
+def cuda_skip_reason() -> Optional[str]:
+    """Why CUDA op tests cannot run here, or None. A broken build on a CUDA machine is not a skip:
+    the import error propagates."""
+    if not torch.cuda.is_available():
+        return "no CUDA device (torch.cuda.is_available() is False); test_cuda_emulated.py covers the kernels"
+    import a1_ext  # noqa: F401  (registers the ops)
+
+    if not torch._C._dispatch_has_kernel_for_dispatch_key("a1::sample", "CUDA"):
+        return "a1_ext was built without its CUDA kernels (A1_CUDA=0)"
+    return None
+
+
+def op_devices() -> list[str]:
+    """Devices an op test should run on: the CPU, plus CUDA when a device and the kernels exist."""
+    return ["cpu"] if cuda_skip_reason() else ["cpu", "cuda"]

@@ -1,0 +1,136 @@
+"""The CUDA kernels, run on the CPU by the emulator in cuda_emu/, against the pure-torch twins.
+
+No GPU is needed: this checks the kernels' logic (indexing, reductions, filters, the Philox
+stream, the accept chain) on every machine with g++ and the CUDA headers; test_cuda_ops.py runs
+the same comparisons on a real device when there is one. Sizes are small because every CUDA
+thread is an OS thread here.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cuda_cases import attention_case, reference, sampling_params, score_case, verify_case
+from cuda_emu import build
+
+if build.cuda_include_dir() is None:
+    pytest.skip("CUDA toolkit headers not found: the emulated kernels cannot be built", allow_module_level=True)
+
+from cuda_emu import ops_emu as emu  # noqa: E402  (after the skip: importing builds nothing yet)
+
+FLOATS = [torch.float32, torch.float16, torch.bfloat16]
+TOL = {torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+
+
+@pytest.mark.parametrize("in_dtype,cache_dtype", [(torch.float32, torch.float32), (torch.float32, torch.bfloat16),
+                                                  (torch.float16, torch.float16)])
+@pytest.mark.parametrize("block_size", [1, 16])
+def test_reshape_and_cache(in_dtype, cache_dtype, block_size):
+    g = torch.Generator().manual_seed(0)
+    key, value = torch.randn(7, 2, 80, generator=g).to(in_dtype), torch.randn(7, 2, 80, generator=g).to(in_dtype)
+    num_blocks = 9 // block_size + 2
+    k_cache, v_cache = torch.zeros(num_blocks, block_size, 2, 80, dtype=cache_dtype), torch.zeros(
+        num_blocks, block_size, 2, 80, dtype=cache_dtype)
+    slots = torch.tensor([3, -1, 0, 5, num_blocks * block_size - 1, -1, 8])
+    k_ref, v_ref = k_cache.clone(), v_cache.clone()
+    reference.reshape_and_cache(key, value, k_ref, v_ref, slots)
+    emu.reshape_and_cache(key[:, :, :], value.transpose(0, 1).contiguous().transpose(0, 1), k_cache, v_cache, slots)
+    assert torch.equal(k_cache, k_ref) and torch.equal(v_cache, v_ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_copy_blocks(dtype):
+    g = torch.Generator().manual_seed(1)
+    caches = [torch.randn(6, 4, 2, 8, generator=g).to(dtype) for _ in range(6)]
+    k_caches, v_caches = caches[:3], caches[3:]
+    mapping = torch.tensor([[0, 3], [5, 1], [2, 2]])
+    k_ref, v_ref = [c.clone() for c in k_caches], [c.clone() for c in v_caches]
+    reference.copy_blocks(k_ref, v_ref, mapping)
+    emu.copy_blocks(k_caches, v_caches, mapping)
+    for got, want in zip(k_caches + v_caches, k_ref + v_ref):
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("head_dim,block_size", [(64, 16), (80, 1), (128, 16)])
+def test_paged_attention_ragged(dtype, head_dim, block_size):
+    # decode rows (q_len 1), a prefill chunk over cached history, an empty row and a fresh prompt
+    args = attention_case(dtype, head_dim, block_size, q_lens=[1, 5, 0, 3, 1], seq_lens=[9, 21, 4, 3, 1])
+    want = reference.paged_attention(*args)
+    got = emu.paged_attention(*args)
+    torch.testing.assert_close(got.float(), want.float(), atol=TOL[dtype] * 5, rtol=TOL[dtype] * 5)
+
+
+def test_paged_attention_split_kv():
+    # Few (token, head) pairs and a long context: the emulated 2-SM device takes the split-KV path.
+    args = attention_case(torch.float32, 64, 16, q_lens=[1, 1], seq_lens=[700, 300], num_q_heads=2, num_kv_heads=1)
+    assert emu.attention_splits(2, 2, args[3].shape[1] * 16) > 1
+    torch.testing.assert_close(emu.paged_attention(*args), reference.paged_attention(*args), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("vocab", [1, 111, 1000])
+def test_step_score(dtype, vocab):
+    logits, tokens, cu = score_case(6, vocab, [2, 0, 4], dtype)
+    got = emu.step_score(logits, tokens, cu, 0.7)
+    want = reference.step_score(logits, tokens, cu, 0.7)
+    torch.testing.assert_close(got[0], want[0], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(got[1], want[1], atol=1e-4, rtol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("hidden_size,vocab,chunk", [(40, 150, 64), (64, 600, 64), (24, 70, 4096)])
+def test_linear_step_score(dtype, hidden_size, vocab, chunk):
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(70, hidden_size, generator=g).to(dtype)
+    lm_head = (torch.randn(vocab, hidden_size, generator=g) / hidden_size**0.5).to(dtype)
+    tokens = torch.randint(0, vocab, (70,), generator=g)
+    cu = torch.tensor([0, 30, 30, 70])
+    got = emu.linear_step_score(hidden, lm_head, tokens, cu, 0.9, chunk)
+    want = reference.linear_step_score(hidden, lm_head, tokens, cu, 0.9, chunk)
+    torch.testing.assert_close(got[0], want[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got[1], want[1], atol=1e-4, rtol=1e-4, equal_nan=True)
+
+
+FILTERS = [  # (temperature, top_k, top_p) per row: greedy, plain, top-k, top-p, both, top-k = 1
+    [0.0, 1.0, 0.7, 1.3, 0.9, 1.0],
+    [0, 0, 5, 0, 20, 1],
+    [1.0, 1.0, 1.0, 0.8, 0.6, 1.0],
+]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("vocab", [111, 1000])
+def test_sample_matches_twin(dtype, vocab):
+    logits, _, _ = score_case(6, vocab, [6], dtype, seed=5)
+    params = sampling_params(6, *FILTERS)
+    ids, logprob = emu.sample(logits, *params)
+    want_ids, want_logprob = reference.sample(logits, *params)
+    assert torch.equal(ids, want_ids)
+    torch.testing.assert_close(logprob, want_logprob, atol=1e-5, rtol=1e-5)
+
+
+def test_sample_ties_in_top_k_are_kept():
+    logits = torch.tensor([[1.0, 3.0, 3.0, 0.5, 3.0, 2.0] * 4])  # the 2nd largest value is tied 12 times
+    params = sampling_params(1, 1.0, 2, 1.0)
+    assert torch.equal(emu.sample(logits, *params)[0], reference.sample(logits, *params)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("with_draft_probs", [True, False])
+@pytest.mark.parametrize("temperature,top_k,top_p", [(0.0, 0, 1.0), (1.0, 0, 1.0), (0.8, 10, 0.9)])
+def test_speculative_verify_matches_twin(dtype, with_draft_probs, temperature, top_k, top_p):
+    case = verify_case([3, 0, 2, 4], 97, dtype, with_draft_probs, temperature=temperature, top_k=top_k, top_p=top_p)
+    out_ids, num_accepted, target_logprob = emu.speculative_verify(*case)
+    want_ids, want_accepted, want_logprob = reference.speculative_verify(*case)
+    assert torch.equal(num_accepted, want_accepted)
+    assert torch.equal(out_ids, want_ids)
+    torch.testing.assert_close(target_logprob, want_logprob, atol=1e-5, rtol=1e-5)
+
+
+def test_speculative_verify_mixed_requests():
+    # Greedy and sampled requests in one batch, per-request filters.
+    case = list(verify_case([2, 3, 1], 64, seed=4))
+    case[4:7] = sampling_params(3, [0.0, 1.0, 0.5], [0, 3, 0], [1.0, 1.0, 0.7], seed=11)[:3]
+    got, want = emu.speculative_verify(*case), reference.speculative_verify(*case)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

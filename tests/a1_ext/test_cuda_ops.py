@@ -1,0 +1,231 @@
+"""Every a1 op on a CUDA device: the CUDA kernel against its pure-torch twin and the CPU kernel,
+distribution tests of the random ops, and torch.library.opcheck. Skipped (with the reason) where
+there is no CUDA device or the extension was built without its CUDA kernels (A1_CUDA=0).
+test_cuda_emulated.py runs the same kernels on the CPU where no GPU is lent.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cuda_cases import attention_case, cuda_skip_reason, reference, sampling_params, score_case, verify_case
+
+_reason = cuda_skip_reason()
+if _reason:
+    pytest.skip(_reason, allow_module_level=True)
+
+from a1_ext import ops  # noqa: E402  (importing loads the compiled library)
+
+CUDA = torch.device("cuda")
+FLOATS = [torch.float32, torch.float16, torch.bfloat16]
+
+
+def has_cpu_kernel(name: str) -> bool:
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"a1::{name}", "CPU")
+
+
+def to(device, *tensors):
+    return [t.to(device) if isinstance(t, torch.Tensor) else t for t in tensors]
+
+
+def assert_close(got, want, dtype=torch.float32):
+    tol = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 2e-2}[dtype]
+    torch.testing.assert_close(got.cpu().float(), want.cpu().float(), atol=tol, rtol=tol, equal_nan=True)
+
+
+# ------------------------------------------------------------------------------------------ cache
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("block_size", [1, 16])
+def test_reshape_and_cache(dtype, block_size):
+    g = torch.Generator().manual_seed(0)
+    key, value = torch.randn(9, 2, 80, generator=g).to(dtype), torch.randn(9, 2, 80, generator=g).to(dtype)
+    num_blocks = 12 // block_size + 2
+    k_cache = torch.zeros(num_blocks, block_size, 2, 80, dtype=dtype)
+    v_cache = torch.zeros_like(k_cache)
+    slots = torch.tensor([3, -1, 0, 5, num_blocks * block_size - 1, -1, 8, 2, 1])
+    k_ref, v_ref = k_cache.clone(), v_cache.clone()
+    reference.reshape_and_cache(key, value, k_ref, v_ref, slots)
+    k_dev, v_dev = to(CUDA, k_cache, v_cache)
+    ops.reshape_and_cache(*to(CUDA, key, value), k_dev, v_dev, slots.to(CUDA))
+    assert torch.equal(k_dev.cpu(), k_ref) and torch.equal(v_dev.cpu(), v_ref)
+    if has_cpu_kernel("reshape_and_cache"):
+        ops.reshape_and_cache(key, value, k_cache, v_cache, slots)
+        assert torch.equal(k_dev.cpu(), k_cache) and torch.equal(v_dev.cpu(), v_cache)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_copy_blocks(dtype):
+    g = torch.Generator().manual_seed(1)
+    caches = [torch.randn(6, 16, 2, 64, generator=g).to(dtype) for _ in range(4)]
+    mapping = torch.tensor([[0, 3], [5, 1], [2, 2]])
+    want = [c.clone() for c in caches]
+    reference.copy_blocks(want[:2], want[2:], mapping)
+    dev = to(CUDA, *caches)
+    ops.copy_blocks(dev[:2], dev[2:], mapping.to(CUDA))
+    for got, ref in zip(dev, want):
+        assert torch.equal(got.cpu(), ref)
+
+
+# ------------------------------------------------------------------------------------------ attention
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("head_dim,block_size", [(64, 16), (80, 1), (128, 16)])
+def test_paged_attention(dtype, head_dim, block_size):
+    args = attention_case(dtype, head_dim, block_size, q_lens=[1, 7, 0, 3, 1], seq_lens=[19, 40, 4, 3, 300],
+                          num_q_heads=8, num_kv_heads=2)
+    want = reference.paged_attention(*args)
+    got = ops.paged_attention(*to(CUDA, *args))
+    assert_close(got, want, dtype)
+    if has_cpu_kernel("paged_attention"):
+        assert_close(got, ops.paged_attention(*args), dtype)
+
+
+def test_paged_attention_split_kv_decode():
+    # Two decode tokens over long contexts: few CTAs, so the kernel splits the KV range.
+    args = attention_case(torch.bfloat16, 128, 16, q_lens=[1, 1], seq_lens=[3000, 1234], num_q_heads=4,
+                          num_kv_heads=1)
+    assert_close(ops.paged_attention(*to(CUDA, *args)), reference.paged_attention(*args), torch.bfloat16)
+
+
+# ------------------------------------------------------------------------------------------ scoring
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("vocab", [111, 32000])
+def test_step_score(dtype, vocab):
+    logits, tokens, cu = score_case(13, vocab, [5, 0, 8], dtype)
+    want = reference.step_score(logits, tokens, cu, 0.8)
+    got = ops.step_score(*to(CUDA, logits, tokens, cu), 0.8)
+    for g_, w_ in zip(got, want):
+        assert_close(g_, w_)
+    if has_cpu_kernel("step_score"):
+        for g_, c_ in zip(got, ops.step_score(logits, tokens, cu, 0.8)):
+            assert_close(g_, c_)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("hidden_size,vocab,chunk", [(40, 333, 128), (96, 5000, 1024), (64, 49152, 4096)])
+def test_linear_step_score(dtype, hidden_size, vocab, chunk):
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(130, hidden_size, generator=g).to(dtype)
+    lm_head = (torch.randn(vocab, hidden_size, generator=g) / hidden_size**0.5).to(dtype)
+    tokens, cu = torch.randint(0, vocab, (130,), generator=g), torch.tensor([0, 64, 64, 130])
+    want = reference.linear_step_score(hidden, lm_head, tokens, cu, 1.0, chunk)
+    got = ops.linear_step_score(*to(CUDA, hidden, lm_head, tokens, cu), 1.0, chunk)
+    for g_, w_ in zip(got, want):
+        assert_close(g_, w_)
+    if has_cpu_kernel("linear_step_score"):
+        for g_, c_ in zip(got, ops.linear_step_score(hidden, lm_head, tokens, cu, 1.0, chunk)):
+            assert_close(g_, c_)
+
+
+# ------------------------------------------------------------------------------------------ sampling
+def race_key_of(logits_row, token, temperature, top_k, top_p, seed, offset):
+    scaled = reference.filtered_logits(logits_row, temperature, top_k, top_p)
+    uniforms = reference.race_uniforms(seed, offset, reference.RNG_SAMPLE_RACE, 0, logits_row.numel())
+    return float(reference.race_keys(scaled, uniforms)[token])
+
+
+def assert_same_tokens_except_near_ties(got, want, logits, params):
+    """Token for token, except where the two tokens' race keys tie to float rounding."""
+    for b in torch.nonzero(got != want).flatten().tolist():
+        if float(params[0][b]) == 0.0:
+            raise AssertionError(f"greedy row {b}: {int(got[b])} != {int(want[b])}")
+        row_params = [float(params[0][b]), int(params[1][b]), float(params[2][b]), int(params[3][b]), int(params[4][b])]
+        k_got = race_key_of(logits[b], int(got[b]), *row_params)
+        k_want = race_key_of(logits[b], int(want[b]), *row_params)
+        assert abs(k_got - k_want) <= 1e-5 * max(1.0, abs(k_want)), f"row {b}: {int(got[b])} != {int(want[b])}"
+
+
+FILTERS = ([0.0, 1.0, 0.7, 1.3, 0.9, 1.0, 0.5, 2.0], [0, 0, 5, 0, 20, 1, 50, 0], [1.0, 1.0, 1.0, 0.8, 0.6, 1.0, 0.95, 1.0])
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("vocab", [111, 50000])
+def test_sample_matches_twin_and_cpu(dtype, vocab):
+    logits, _, _ = score_case(8, vocab, [8], dtype, seed=5)
+    params = sampling_params(8, *FILTERS)
+    ids, logprob = ops.sample(*to(CUDA, logits, *params))
+    want_ids, want_logprob = reference.sample(logits, *params)
+    assert_same_tokens_except_near_ties(ids.cpu(), want_ids, logits, params)
+    assert_close(logprob, want_logprob)
+    if has_cpu_kernel("sample"):
+        assert_same_tokens_except_near_ties(ids.cpu(), ops.sample(logits, *params)[0], logits, params)
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 12, 1.0), (1.2, 0, 0.8), (0.9, 15, 0.9)])
+def test_sample_distribution(temperature, top_k, top_p):
+    vocab, trials = 40, 40000
+    logits = 2 * torch.randn(vocab, generator=torch.Generator().manual_seed(7))
+    probs = torch.softmax(reference.filtered_logits(logits, temperature, top_k, top_p), -1)
+    params = sampling_params(trials, temperature, top_k, top_p, seed=17)
+    ids, _ = ops.sample(logits.to(CUDA).expand(trials, vocab), *to(CUDA, *params))
+    freq = torch.bincount(ids.cpu(), minlength=vocab).float() / trials
+    assert float(freq[probs == 0].sum()) == 0.0, "a token of probability 0 was drawn"
+    assert torch.nn.functional.cosine_similarity(freq, probs, dim=0) > 0.99
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("with_draft_probs", [True, False])
+@pytest.mark.parametrize("temperature,top_k,top_p", [(0.0, 0, 1.0), (1.0, 0, 1.0), (0.8, 10, 0.9)])
+def test_speculative_verify_matches_twin_and_cpu(dtype, with_draft_probs, temperature, top_k, top_p):
+    case = verify_case([3, 0, 2, 4, 8], 3001, dtype, with_draft_probs, temperature=temperature, top_k=top_k, top_p=top_p)
+    out_ids, num_accepted, target_logprob = ops.speculative_verify(*to(CUDA, *case))
+    want = reference.speculative_verify(*case)
+    assert out_ids.device.type == "cuda" and num_accepted.device.type == "cuda"
+    assert torch.equal(num_accepted.cpu(), want[1]) and torch.equal(out_ids.cpu(), want[0])
+    assert_close(target_logprob, want[2])
+    if has_cpu_kernel("speculative_verify"):
+        cpu = ops.speculative_verify(*case)
+        assert torch.equal(out_ids.cpu(), cpu[0]) and torch.equal(num_accepted.cpu(), cpu[1])
+
+
+def test_speculative_verify_cu_num_draft_on_cpu():
+    case = verify_case([2, 5, 1], 500)
+    dev = to(CUDA, *case)
+    dev[2] = case[2]  # the scheduler's CPU copy: no device-to-host read for the output width
+    got = ops.speculative_verify(*dev)
+    want = reference.speculative_verify(*case)
+    assert torch.equal(got[0].cpu(), want[0]) and torch.equal(got[1].cpu(), want[1])
+
+
+@pytest.mark.parametrize("with_draft_probs", [True, False])
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.8, 10, 0.9)])
+def test_speculative_verify_distribution(with_draft_probs, temperature, top_k, top_p):
+    """Whatever the draft, the first emitted token must follow the filtered target p."""
+    vocab, trials = 30, 30000
+    g = torch.Generator().manual_seed(8)
+    target_row, bonus_row = 2 * torch.randn(vocab, generator=g), torch.randn(vocab, generator=g)
+    q = torch.softmax(2 * torch.randn(vocab, generator=g), -1)
+    drafts = torch.multinomial(q, trials, replacement=True, generator=g) if with_draft_probs else torch.full((trials,), 3)
+    target = torch.stack([target_row, bonus_row]).repeat(trials, 1)
+    cu = torch.arange(trials + 1)
+    params = sampling_params(trials, temperature, top_k, top_p, seed=23)
+    draft_probs = q.expand(trials, vocab).contiguous() if with_draft_probs else None
+    out_ids, _, _ = ops.speculative_verify(*to(CUDA, target, drafts, cu, draft_probs, *params))
+    p = torch.softmax(reference.filtered_logits(target_row, temperature, top_k, top_p), -1)
+    freq = torch.bincount(out_ids[:, 0].cpu(), minlength=vocab).float() / trials
+    assert float(freq[p == 0].sum()) == 0.0, "a token of target probability 0 was emitted"
+    assert torch.nn.functional.cosine_similarity(freq, p, dim=0) > 0.99
+
+
+# ------------------------------------------------------------------------------------------ opcheck
+def _opcheck_cases():
+    attn = attention_case(torch.bfloat16, 64, 16, q_lens=[1, 3], seq_lens=[20, 5])
+    logits, tokens, cu = score_case(6, 300, [2, 4])
+    key = torch.randn(4, 2, 64)
+    caches = [torch.zeros(3, 16, 2, 64) for _ in range(2)]
+    verify = verify_case([2, 1], 200)
+    return [
+        ("reshape_and_cache", (key, key.clone(), *caches, torch.tensor([0, 17, -1, 40]))),
+        ("copy_blocks", ([caches[0].clone()], [caches[1].clone()], torch.tensor([[0, 2]]))),
+        ("paged_attention", attn),
+        ("step_score", (logits, tokens, cu, 1.0)),
+        ("linear_step_score", (torch.randn(6, 32), torch.randn(300, 32), tokens, cu, 1.0, 128)),
+        ("sample", (logits, *sampling_params(6, 0.8, 10, 0.9))),
+        ("speculative_verify", verify),
+    ]
+
+
+@pytest.mark.parametrize("name,args", _opcheck_cases(), ids=lambda v: v if isinstance(v, str) else "")
+def test_opcheck_cuda(name, args):
+    op = getattr(torch.ops.a1, name).default
+    dev_args = [to(CUDA, *a) if isinstance(a, list) else a for a in to(CUDA, *args)]
+    torch.library.opcheck(op, tuple(dev_args))
