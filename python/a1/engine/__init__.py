@@ -1,4 +1,5 @@
 """The inference engine: block manager, sequences, scheduler, model runner, sync and async fronts."""
+from .async_engine import AsyncEngine
 from .block_manager import BlockManager, split_kv_budget
 from .config import EngineConfig, num_blocks_for_budget
 from .llm_engine import LLMEngine
@@ -7,6 +8,6 @@ from .outputs import CompletionOutput, RequestOutput, ScoreResult
 from .sampling_params import SamplingParams
 
 __all__ = [
-    "BlockManager", "CompletionOutput", "EngineConfig", "EngineMetrics", "LLMEngine", "RequestMetrics",
+    "AsyncEngine", "BlockManager", "CompletionOutput", "EngineConfig", "EngineMetrics", "LLMEngine", "RequestMetrics",
     "RequestOutput", "SamplingParams", "ScoreResult", "num_blocks_for_budget", "split_kv_budget",
 ]
