@@ -27,3 +27,11 @@ endforeach()
 # Portable flags: no -march=native. Hot loops get AVX2/FMA clones at run time through
 # A1_MULTIVERSION (csrc/common/simd.h), so one wheel runs on any x86-64.
 set(A1_CXX_FLAGS -O3 -fno-math-errno -Wall -Wno-unused-function -Wno-psabi -D_GLIBCXX_USE_CXX11_ABI=${TORCH_CXX11_ABI})
+
+# at::parallel_for is a header template: its `#pragma omp parallel` only takes effect in a
+# translation unit compiled with -fopenmp, otherwise every parallel_for silently runs on one
+# thread. Compile with OpenMP but link no runtime of our own: the GOMP_* symbols resolve to the
+# libgomp that libtorch_cpu already loads (a second OpenMP runtime would mean two thread pools).
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  list(APPEND A1_CXX_FLAGS -fopenmp)
+endif()
