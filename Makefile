@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TSAN_BUILD := build/tsan
 
-.PHONY: build test bench tsan cuda-check
+.PHONY: build test bench bench-engine tsan
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,18 @@ test: build
 	@$(PY) -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; fi; exit $$status
 
+# Kernel microbenchmarks (pytest-benchmark), each op against its baseline in the same run.
+KERNEL_BENCHES := benchmarks/bench_score.py benchmarks/bench_sampling.py \
+	benchmarks/bench_paged_attention.py benchmarks/bench_quantile_buffer.py
+
 bench: build
-	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-columns=median,iqr,rounds \
+	$(PY) -m pytest $(KERNEL_BENCHES) --benchmark-enable --benchmark-columns=median,iqr,rounds \
 		--benchmark-json=benchmarks/latest.json
 	$(PY) benchmarks/report.py benchmarks/latest.json
+
+# Decode tokens/s of the engine against transformers generate on SmolLM2-135M (a few minutes).
+bench-engine: build
+	$(PY) benchmarks/bench_engine.py --out benchmarks/engine_results.md
 
 # ThreadSanitizer build of the QuantileBuffer producer/reader test (torch-free C++).
 tsan: $(VENV)/.installed
