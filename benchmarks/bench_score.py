@@ -7,7 +7,7 @@ import torch
 
 import a1_ext  # noqa: F401
 from a1_ext import ops, reference
-from memory import peak_allocated_bytes
+from memory import peak_extra_mb
 
 NUM_TOKENS = 512
 
@@ -26,7 +26,9 @@ def test_step_score(benchmark, vocab, impl):
     logits, token_ids, cu_seqlens = _score_inputs(vocab)
     fn = ops.step_score if impl == "kernel" else reference.step_score
     benchmark.group = f"step_score T={NUM_TOKENS} V={vocab}"
-    benchmark.extra_info["peak_alloc_MB"] = peak_allocated_bytes(lambda: fn(logits, token_ids, cu_seqlens, 1.0)) / 2**20
+    setup = f"logits = torch.randn({NUM_TOKENS}, {vocab}); ids = torch.randint(0, {vocab}, ({NUM_TOKENS},))"
+    call = f"{'ops' if impl == 'kernel' else 'reference'}.step_score(logits, ids, torch.tensor([0, {NUM_TOKENS}]), 1.0)"
+    benchmark.extra_info["peak_extra_MB"] = peak_extra_mb(setup, call)
     benchmark(fn, logits, token_ids, cu_seqlens, 1.0)
 
 
@@ -41,6 +43,9 @@ def test_linear_step_score(benchmark, vocab, impl):
     cu_seqlens = torch.tensor([0, 200, NUM_TOKENS], dtype=torch.int32)
     fn = ops.linear_step_score if impl == "kernel" else reference.linear_step_score
     benchmark.group = f"linear_step_score T={NUM_TOKENS} H={hidden_size} V={vocab}"
-    peak = peak_allocated_bytes(lambda: fn(hidden, lm_head, token_ids, cu_seqlens, 1.0, 4096))
-    benchmark.extra_info["peak_alloc_MB"] = peak / 2**20
+    setup = (f"hidden = torch.randn({NUM_TOKENS}, {hidden_size}); lm_head = torch.randn({vocab}, {hidden_size}); "
+             f"ids = torch.randint(0, {vocab}, ({NUM_TOKENS},))")
+    call = (f"{'ops' if impl == 'kernel' else 'reference'}.linear_step_score("
+            f"hidden, lm_head, ids, torch.tensor([0, {NUM_TOKENS}]), 1.0, 4096)")
+    benchmark.extra_info["peak_extra_MB"] = peak_extra_mb(setup, call)
     benchmark(fn, hidden, lm_head, token_ids, cu_seqlens, 1.0, 4096)
