@@ -5,7 +5,7 @@ and against the pure-torch twin; a1::reshape_and_cache for one decode step.
 
 Llama-like heads (Hq=32, Hkv=8, head_dim=128), fp32, block_size 16 on a shuffled block table.
 decode: 16 rows of 2048 tokens, one query each. prefill: one row of 512 query tokens, causal.
-Figures and ratios: benchmarks/results_attention.md.
+Figures and ratios: benchmarks/RESULTS.md.
 """
 import math
 
