@@ -66,7 +66,24 @@ class CMakeBuild(build_ext):
         subprocess.run(build, check=True, env=env)
 
 
+def _dependencies() -> list[str]:
+    """pyproject's [tool.a1] dependencies plus torch pinned to the build's release: a C++
+    extension only loads into the torch it was compiled against."""
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        deps = tomllib.load(f)["tool"]["a1"]["dependencies"]
+    try:
+        import torch
+    except ImportError:
+        return ["torch>=2.13.0", *deps]
+    return [f"torch=={torch.__version__.split('+')[0]}", *deps]
+
+
 setup(
+    install_requires=_dependencies(),
     ext_modules=[CMakeExtension("a1_ext._C")],
     cmdclass={"build_ext": CMakeBuild},
 )
