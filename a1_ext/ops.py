@@ -33,6 +33,31 @@ def paged_attention(
     return _ops.paged_attention.default(query, k_cache, v_cache, block_table, seq_lens, query_start_loc, scale)
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm of x [T, H] (fp32/bf16/fp16, weight [H] of the same dtype) in transformers' order:
+    weight * to_dtype(x_f32 * rsqrt(mean(x_f32 ** 2) + eps)). Returns a new contiguous [T, H]."""
+    return _ops.rms_norm.default(x, weight, eps)
+
+
+def fused_add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float) -> None:
+    """In place: residual += x (rounded to the dtype), then x = rms_norm(residual, weight, eps).
+    x and residual are [T, H] with contiguous rows (row strides are free) and must not overlap."""
+    _ops.fused_add_rms_norm.default(x, residual, weight, eps)
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    """The SwiGLU gate: x [T, 2I] (gate and up projections side by side) -> silu(gate) * up [T, I],
+    with silu's result rounded to x's dtype before the multiply, as transformers computes it."""
+    return _ops.silu_and_mul.default(x)
+
+
+def rotary_embedding(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
+    """RoPE in place on x [T, H, D] (head_dim contiguous and even; token and head strides free):
+    x = x * cos + rotate_half(x) * sin with per-token tables cos, sin [T, D] of x's dtype, sin
+    pre-signed (-sin on the first half, as a1.models.rope.rotary_tables builds it)."""
+    _ops.rotary_embedding.default(x, cos, sin)
+
+
 def copy_blocks(k_caches: Sequence[torch.Tensor], v_caches: Sequence[torch.Tensor], block_mapping: torch.Tensor) -> None:
     """For every layer, copy block block_mapping[i, 0] onto block block_mapping[i, 1] (int64 [P, 2])."""
     _ops.copy_blocks.default(list(k_caches), list(v_caches), block_mapping)
@@ -109,6 +134,26 @@ def _reshape_and_cache_fake(key, value, k_cache, v_cache, slot_mapping) -> None:
 @torch.library.register_fake("a1::paged_attention")
 def _paged_attention_fake(query, k_cache, v_cache, block_table, seq_lens, query_start_loc, scale):
     return torch.empty_like(query)
+
+
+@torch.library.register_fake("a1::rms_norm")
+def _rms_norm_fake(x, weight, eps):
+    return x.new_empty(x.shape)  # contiguous, whatever x's strides
+
+
+@torch.library.register_fake("a1::fused_add_rms_norm")
+def _fused_add_rms_norm_fake(x, residual, weight, eps) -> None:
+    return None
+
+
+@torch.library.register_fake("a1::silu_and_mul")
+def _silu_and_mul_fake(x):
+    return x.new_empty((x.shape[0], x.shape[1] // 2))
+
+
+@torch.library.register_fake("a1::rotary_embedding")
+def _rotary_embedding_fake(x, cos, sin) -> None:
+    return None
 
 
 @torch.library.register_fake("a1::copy_blocks")

@@ -137,6 +137,31 @@ def paged_attention(query, k_cache, v_cache, block_table, seq_lens, query_start_
     return out
 
 
+# ----------------------------------------------------------------------------- normalization ops
+def rms_norm(x, weight, eps) -> torch.Tensor:
+    """transformers' LlamaRMSNorm: normalise in float32, cast back, THEN multiply by the weight."""
+    hidden = x.float()
+    hidden = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * hidden.to(x.dtype)
+
+
+def fused_add_rms_norm(x, residual, weight, eps) -> None:
+    residual.add_(x)  # in the dtype: float sum rounded once, like `residual + hidden` in a model
+    x.copy_(rms_norm(residual, weight, eps))
+
+
+# ----------------------------------------------------------------------------- activation ops
+def silu_and_mul(x) -> torch.Tensor:
+    gate, up = x.chunk(2, dim=-1)
+    return torch.nn.functional.silu(gate) * up
+
+
+# ----------------------------------------------------------------------------- rotary embedding
+def rotary_embedding(x, cos, sin) -> None:
+    rotated = x * cos[:, None]  # a tensor of x's dtype: rounded before the add, as the kernels do
+    x.copy_(rotated.addcmul_(x.roll(x.shape[-1] // 2, dims=-1), sin[:, None]))
+
+
 # ----------------------------------------------------------------------------- scoring ops
 def step_score(logits, token_ids, cu_seqlens, temperature) -> tuple[torch.Tensor, torch.Tensor]:
     logprobs = torch.log_softmax(logits.float() / temperature, dim=-1)

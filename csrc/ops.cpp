@@ -29,4 +29,14 @@ TORCH_LIBRARY(a1, m) {
   // top_p (1 = off), seed and offset.
   m.def("sample(Tensor logits, Tensor temperature, Tensor top_k, Tensor top_p, Tensor seed, "
         "Tensor offset) -> (Tensor token_ids, Tensor logprob)");
+  // RMSNorm of x [T, H] in transformers' order: weight * to_dtype(x_f32 * rsqrt(mean(x_f32^2) + eps)).
+  m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
+  // In place, vLLM's fused residual step: residual += x (rounded to the dtype), then
+  // x = rms_norm(residual, weight, eps).
+  m.def("fused_add_rms_norm(Tensor(a!) x, Tensor(b!) residual, Tensor weight, float eps) -> ()");
+  // SwiGLU gate: x [T, 2I] -> silu(x[:, :I]) * x[:, I:] (silu rounded to the dtype first).
+  m.def("silu_and_mul(Tensor x) -> Tensor");
+  // RoPE in place: x [T, H, D] = x * cos + rotate_half(x) * sin with per-token cos, sin [T, D] (sin
+  // pre-signed: -sin on the first half); x * cos is rounded to the dtype before the add.
+  m.def("rotary_embedding(Tensor(a!) x, Tensor cos, Tensor sin) -> ()");
 }

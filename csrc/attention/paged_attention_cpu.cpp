@@ -13,6 +13,7 @@
 #include <torch/library.h>
 
 #include <atomic>
+#include <vector>
 
 #include "attention/paged_attention_kernels.h"
 #include "common/checks.h"
@@ -20,26 +21,15 @@
 namespace a1 {
 namespace {
 
-FloatType float_type_of(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kBFloat16: return FloatType::kBFloat16;
-    case at::kHalf: return FloatType::kFloat16;
-    default: return FloatType::kFloat32;
-  }
-}
-
-at::Tensor host_index(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.scalar_type() == at::kInt || t.scalar_type() == at::kLong, name, " must be int32 (or int64), got ",
-              t.scalar_type());
-  return t.to(at::kLong).contiguous();
-}
+// Below this many score entries (a batch-1 decode step over a short context: ~1000) the work
+// takes a few microseconds, about what a fork/join of the thread pool costs, so it runs inline.
+constexpr int64_t kInlineAttentionCost = 8192;
 
 // Every row's lengths and the block ids it reads; returns block_table as contiguous int32.
-at::Tensor checked_block_table(const at::Tensor& block_table, const int64_t* seq_lens, const int64_t* offsets,
-                               int64_t block_size, int64_t num_blocks) {
-  const at::Tensor table = host_index(block_table, "block_table");
-  const int64_t batch = table.size(0), max_blocks = table.size(1);
-  const int64_t* ids = table.data_ptr<int64_t>();
+at::Tensor checked_block_table(const at::Tensor& block_table, const std::vector<int64_t>& seq_lens,
+                               const std::vector<int64_t>& offsets, int64_t block_size, int64_t num_blocks) {
+  const std::vector<int64_t> ids = index_values(block_table, "block_table");
+  const int64_t batch = block_table.size(0), max_blocks = block_table.size(1);
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t seq_len = seq_lens[b], q_len = offsets[b + 1] - offsets[b];
     TORCH_CHECK(seq_len >= 0, "seq_lens[", b, "]=", seq_len, " is negative");
@@ -54,7 +44,7 @@ at::Tensor checked_block_table(const at::Tensor& block_table, const int64_t* seq
                   " is out of range for a cache of ", num_blocks, " blocks");
     }
   }
-  return block_table.scalar_type() == at::kInt ? block_table.contiguous() : table.to(at::kInt);
+  return block_table.scalar_type() == at::kInt ? block_table.contiguous() : block_table.to(at::kInt).contiguous();
 }
 
 at::Tensor paged_attention_cpu(const at::Tensor& query_in, const at::Tensor& k_cache, const at::Tensor& v_cache,
@@ -85,10 +75,12 @@ at::Tensor paged_attention_cpu(const at::Tensor& query_in, const at::Tensor& k_c
   const int64_t batch = block_table.size(0);
   check_size(seq_lens, "seq_lens", 0, batch, "block_table.size(0) (batch)");
   check_size(query_start_loc, "query_start_loc", 0, batch + 1, "block_table.size(0) + 1 (batch + 1)");
-  const at::Tensor offsets = checked_offsets(query_start_loc, "query_start_loc", num_tokens, "query.size(0) (num_tokens)");
-  const at::Tensor lens = host_index(seq_lens, "seq_lens");
-  const at::Tensor table = checked_block_table(block_table, lens.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(),
-                                               block_size, num_blocks);
+  // Index tensors are read straight into vectors: a decode step calls this once per layer, and
+  // converting them with torch ops cost ~15 us per call there (a third of the op).
+  const std::vector<int64_t> offsets =
+      checked_offset_values(query_start_loc, "query_start_loc", num_tokens, "query.size(0) (num_tokens)");
+  const std::vector<int64_t> lens = index_values(seq_lens, "seq_lens");
+  const at::Tensor table = checked_block_table(block_table, lens, offsets, block_size, num_blocks);
 
   at::Tensor out = at::empty_like(query_in);  // the layout register_fake promises
   if (num_tokens == 0 || num_q_heads == 0 || head_dim == 0) return out;
@@ -108,8 +100,8 @@ at::Tensor paged_attention_cpu(const at::Tensor& query_in, const at::Tensor& k_c
   params.v_block_stride = v_cache.stride(0);
   params.block_table = table.data_ptr<int32_t>();
   params.block_table_stride = table.size(1);
-  params.seq_lens = lens.data_ptr<int64_t>();
-  params.query_start_loc = offsets.data_ptr<int64_t>();
+  params.seq_lens = lens.data();
+  params.query_start_loc = offsets.data();
   params.batch = static_cast<int>(batch);
   params.num_q_heads = static_cast<int>(num_q_heads);
   params.num_kv_heads = static_cast<int>(num_kv_heads);
@@ -122,13 +114,19 @@ at::Tensor paged_attention_cpu(const at::Tensor& query_in, const at::Tensor& k_c
 
   const std::vector<attention::AttentionWorkItem> items = attention::plan_attention_work(params);
   const attention::AttendTileFn attend_tile = attention::select_attend_tile(simd::select_isa());
-  std::atomic<size_t> next_item{0};
-  const int64_t workers = std::min<int64_t>(at::get_num_threads(), static_cast<int64_t>(items.size()));
-  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-    attention::AttentionScratch scratch(params.num_q_heads, params.num_kv_heads, params.head_dim);
+  const int tile_rows = attention::max_tile_rows(items, params.num_q_heads / params.num_kv_heads);
+  auto run_items = [&](std::atomic<size_t>& next_item) {
+    attention::AttentionScratch scratch(tile_rows, params.head_dim);
     for (size_t i = next_item.fetch_add(1); i < items.size(); i = next_item.fetch_add(1))
       attend_tile(params, items[i], scratch);
-  });
+  };
+  std::atomic<size_t> next_item{0};
+  if (attention::total_cost(items) < kInlineAttentionCost) {
+    run_items(next_item);
+  } else {
+    const int64_t workers = std::min<int64_t>(at::get_num_threads(), static_cast<int64_t>(items.size()));
+    at::parallel_for(0, workers, 1, [&](int64_t, int64_t) { run_items(next_item); });
+  }
   if (!write_direct) out.copy_(out_f32);
   return out;
 }

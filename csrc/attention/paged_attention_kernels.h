@@ -72,10 +72,26 @@ inline std::vector<AttentionWorkItem> plan_attention_work(const PagedAttentionPa
   return items;
 }
 
-// Per-thread buffers, sized for the largest tile; reused across work items.
+// Rows of the largest tile among the items (a decode step's tiles are one query per head group).
+inline int max_tile_rows(const std::vector<AttentionWorkItem>& items, int group) {
+  int rows = 1;
+  for (const AttentionWorkItem& item : items) rows = std::max(rows, (item.q_end - item.q_begin) * group);
+  return rows;
+}
+
+// Total cost of the items (score entries), to decide whether threads are worth waking.
+inline int64_t total_cost(const std::vector<AttentionWorkItem>& items) {
+  int64_t cost = 0;
+  for (const AttentionWorkItem& item : items) cost += item.cost;
+  return cost;
+}
+
+// Per-thread buffers for tiles of up to max_rows rows (max_tile_rows: sized for the step's
+// largest tile, so a decode step zeroes a few KB rather than a prefill tile's ~160 KB); reused
+// across work items.
 struct AttentionScratch {
-  AttentionScratch(int num_q_heads, int num_kv_heads, int head_dim)
-      : max_rows(queries_per_tile(num_q_heads / num_kv_heads) * (num_q_heads / num_kv_heads)),
+  AttentionScratch(int max_rows, int head_dim)
+      : max_rows(max_rows),
         padded_dim((head_dim + kMaxWidth - 1) / kMaxWidth * kMaxWidth),
         q(static_cast<size_t>(max_rows) * padded_dim),
         o(static_cast<size_t>(max_rows) * padded_dim),
@@ -222,8 +238,6 @@ template <class V>
 inline void attend_tile(const PagedAttentionParams& p, const AttentionWorkItem& item, AttentionScratch& sc) {
   const TileGeometry tile(p, item, simd::width_v<V>);
   const bool direct = p.cache_type == FloatType::kFloat32 && p.head_dim % simd::width_v<V> == 0;
-  load_tile(p, item, tile, sc);
-
   const int32_t* table = p.block_table + item.row * p.block_table_stride;
   const char* k_base = static_cast<const char*>(p.k_cache);
   const char* v_base = static_cast<const char*>(p.v_cache);
@@ -233,6 +247,15 @@ inline void attend_tile(const PagedAttentionParams& p, const AttentionWorkItem& 
   int64_t* k_offset[2] = {sc.k_offset.data(), sc.k_offset.data() + kKeysPerChunk};
   int64_t* v_offset[2] = {sc.v_offset.data(), sc.v_offset.data() + kKeysPerChunk};
   locate_key_rows(p, table, item.kv_head, 0, chunk_size(0), k_offset[0], v_offset[0]);
+  // The first chunk too: a short decode context is a single chunk, whose rows are cold (the
+  // layer's weights streamed through the caches since they were written) and would otherwise be
+  // fetched one demand miss at a time.
+  for (int j = 0; j < chunk_size(0); ++j)
+    for (int64_t b = 0; b < row_bytes; b += 64) {
+      __builtin_prefetch(k_base + k_offset[0][j] + b, 0, 3);
+      __builtin_prefetch(v_base + v_offset[0][j] + b, 0, 3);
+    }
+  load_tile(p, item, tile, sc);  // overlaps the misses just issued
   for (int64_t k0 = 0, c = 0; k0 < tile.num_keys; k0 += kKeysPerChunk, c ^= 1) {
     const int64_t next = k0 + kKeysPerChunk;
     if (next < tile.num_keys) {

@@ -5,6 +5,9 @@
 #include <c10/util/Exception.h>
 
 #include <initializer_list>
+#include <vector>
+
+#include "common/float_rows.h"
 
 namespace a1 {
 
@@ -20,6 +23,15 @@ inline void check_float_dtype(const at::Tensor& t, const char* name) {
   const auto dtype = t.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf, name,
               " must be float32, bfloat16 or float16, got ", dtype);
+}
+
+// The torch-free kernels' tag for a tensor that passed check_float_dtype.
+inline FloatType float_type_of(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kBFloat16: return FloatType::kBFloat16;
+    case at::kHalf: return FloatType::kFloat16;
+    default: return FloatType::kFloat32;
+  }
 }
 
 inline void check_same_device(const at::Tensor& t, const char* name, const at::Tensor& ref,
@@ -50,5 +62,13 @@ inline void check_paged_cache(const at::Tensor& cache, const char* name) {
 // cu_seqlens-style offsets: int32 or int64 [B+1], starting at 0, non-decreasing, ending at total.
 // Returned as int64 on the CPU; the CPU kernels read them directly.
 at::Tensor checked_offsets(const at::Tensor& offsets, const char* name, int64_t total, const char* total_name);
+
+// The same checks, returning the values in a vector: no torch op for a contiguous CPU tensor,
+// which matters for ops called once per layer per decode step.
+std::vector<int64_t> checked_offset_values(const at::Tensor& offsets, const char* name, int64_t total,
+                                           const char* total_name);
+
+// An int32 or int64 index tensor's values as int64 (any device, any strides).
+std::vector<int64_t> index_values(const at::Tensor& t, const char* name);
 
 }  // namespace a1

@@ -2,23 +2,59 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 namespace a1 {
 
-at::Tensor checked_offsets(const at::Tensor& offsets, const char* name, int64_t total, const char* total_name) {
-  check_dim(offsets, name, 1, "[B+1]");
-  TORCH_CHECK(offsets.scalar_type() == at::kInt || offsets.scalar_type() == at::kLong, name,
-              " must be int32 or int64, got ", offsets.scalar_type());
-  TORCH_CHECK(offsets.numel() >= 1, name, " must have B+1 >= 1 entries");
-  at::Tensor host = offsets.to(at::kCPU, at::kLong).contiguous();
-  const int64_t* data = host.data_ptr<int64_t>();
-  const int64_t n = host.numel();
+namespace {
+
+void check_offset_values(const int64_t* data, int64_t n, const char* name, int64_t total, const char* total_name) {
+  TORCH_CHECK(n >= 1, name, " must have B+1 >= 1 entries");
   TORCH_CHECK(data[0] == 0, name, "[0] must be 0, got ", data[0]);
   for (int64_t i = 1; i < n; ++i) {
     TORCH_CHECK(data[i] >= data[i - 1], name, " must be non-decreasing, but ", name, "[", i, "]=", data[i],
                 " < ", name, "[", i - 1, "]=", data[i - 1]);
   }
   TORCH_CHECK(data[n - 1] == total, name, "[-1] must equal ", total_name, " (", total, "), got ", data[n - 1]);
+}
+
+void check_index_dtype(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.scalar_type() == at::kInt || t.scalar_type() == at::kLong, name, " must be int32 or int64, got ",
+              t.scalar_type());
+}
+
+}  // namespace
+
+at::Tensor checked_offsets(const at::Tensor& offsets, const char* name, int64_t total, const char* total_name) {
+  check_dim(offsets, name, 1, "[B+1]");
+  check_index_dtype(offsets, name);
+  at::Tensor host = offsets.to(at::kCPU, at::kLong).contiguous();
+  check_offset_values(host.data_ptr<int64_t>(), host.numel(), name, total, total_name);
   return host;
+}
+
+std::vector<int64_t> index_values(const at::Tensor& t, const char* name) {
+  check_index_dtype(t, name);
+  // The common case (a small contiguous CPU tensor) is read directly: no torch op, no allocation
+  // but the vector's.
+  const at::Tensor host = t.device().is_cpu() && t.is_contiguous() ? t : t.to(at::kCPU).contiguous();
+  std::vector<int64_t> values(host.numel());
+  if (host.scalar_type() == at::kInt) {
+    const int32_t* data = host.data_ptr<int32_t>();
+    std::copy(data, data + host.numel(), values.begin());
+  } else {
+    const int64_t* data = host.data_ptr<int64_t>();
+    std::copy(data, data + host.numel(), values.begin());
+  }
+  return values;
+}
+
+std::vector<int64_t> checked_offset_values(const at::Tensor& offsets, const char* name, int64_t total,
+                                           const char* total_name) {
+  check_dim(offsets, name, 1, "[B+1]");
+  std::vector<int64_t> values = index_values(offsets, name);
+  check_offset_values(values.data(), static_cast<int64_t>(values.size()), name, total, total_name);
+  return values;
 }
 
 }  // namespace a1

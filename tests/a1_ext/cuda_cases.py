@@ -41,6 +41,44 @@ def attention_case(dtype, head_dim, block_size, q_lens, seq_lens, num_q_heads=4,
     return query, k_cache, v_cache, table, torch.tensor(seq_lens, dtype=torch.int32), qsl, head_dim**-0.5
 
 
+def assert_close_up_to_rounding(got, want, dtype):
+    """For the per-token ops that round like their torch formulation (norms, silu_and_mul, RoPE):
+    fp32 to 1e-5; 16-bit to one rounding step AND bit-equal for all but a few elements. A kernel
+    that skips one of the twin's roundings stays within the tolerance but differs on many elements;
+    only a 1-ulp difference of an fp32 intermediate (summation order, exp) may flip a rounding."""
+    tol = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 2e-3}[dtype]
+    assert got.dtype == want.dtype and got.shape == want.shape
+    torch.testing.assert_close(got.float(), want.float(), atol=tol, rtol=tol)
+    if dtype != torch.float32 and want.numel():
+        assert (got != want).float().mean() < 0.01
+
+
+def norm_case(num_rows, hidden, dtype=torch.float32, seed=0, row_stride=None):
+    """x, residual [T, H] (rows row_stride apart inside a wider buffer when given) and weight [H]."""
+    g = torch.Generator().manual_seed(seed)
+    width = row_stride or hidden
+    x = (3 * torch.randn(num_rows, width, generator=g) + 0.5).to(dtype)[:, :hidden]
+    residual = torch.randn(num_rows, width, generator=g).to(dtype)[:, :hidden]
+    weight = (1 + 0.5 * torch.randn(hidden, generator=g)).to(dtype)
+    return x, residual, weight
+
+
+def activation_case(num_rows, width, dtype=torch.float32, seed=0):
+    """x [T, 2 * width]: gate and up halves, gates spread over silu's interesting range."""
+    g = torch.Generator().manual_seed(seed)
+    return (4 * torch.randn(num_rows, 2 * width, generator=g)).to(dtype)
+
+
+def rotary_case(num_tokens, num_qk_heads, num_v_heads, head_dim, dtype=torch.float32, seed=0):
+    """A fused projection qkv [T, Hqk + Hv, D] (rotate qkv[:, :Hqk]) and cos, sin [T, D] tables."""
+    g = torch.Generator().manual_seed(seed)
+    qkv = torch.randn(num_tokens, num_qk_heads + num_v_heads, head_dim, generator=g).to(dtype)
+    angles = torch.rand(num_tokens, head_dim // 2, generator=g) * 100
+    cos = torch.cat((angles, angles), -1).cos().to(dtype)
+    sin = torch.cat((-angles.sin(), angles.sin()), -1).to(dtype)
+    return qkv, cos, sin
+
+
 def score_case(num_tokens, vocab, segments, dtype=torch.float32, seed=0):
     """logits [T, V], token ids and cu_seqlens for the given segment lengths (sum = T)."""
     g = torch.Generator().manual_seed(seed)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cuda_cases import attention_case, reference, sampling_params, score_case, verify_case
+from cuda_cases import (activation_case, assert_close_up_to_rounding, attention_case, norm_case, reference, rotary_case,
+                        sampling_params, score_case, verify_case)
 from cuda_emu import build
 
 if build.cuda_include_dir() is None:
@@ -66,6 +67,36 @@ def test_paged_attention_split_kv():
     args = attention_case(torch.float32, 64, 16, q_lens=[1, 1], seq_lens=[700, 300], num_q_heads=2, num_kv_heads=1)
     assert emu.attention_splits(2, 2, args[3].shape[1] * 16) > 1
     torch.testing.assert_close(emu.paged_attention(*args), reference.paged_attention(*args), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("hidden,row_stride", [(64, None), (200, 256), (4095, None)])
+def test_rms_norm(dtype, hidden, row_stride):
+    x, residual, weight = norm_case(3, hidden, dtype, row_stride=row_stride)
+    assert_close_up_to_rounding(emu.rms_norm(x, weight, 1e-5), reference.rms_norm(x, weight, 1e-5), dtype)
+    x_want, residual_want = x.clone(), residual.clone()
+    reference.fused_add_rms_norm(x_want, residual_want, weight, 1e-5)
+    emu.fused_add_rms_norm(x, residual, weight, 1e-5)
+    assert torch.equal(residual, residual_want)
+    assert_close_up_to_rounding(x, x_want, dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("width,row_stride", [(64, None), (1536, None), (100, 250)])
+def test_silu_and_mul(dtype, width, row_stride):
+    x = activation_case(3, (row_stride or 2 * width) // 2, dtype)[:, : 2 * width]
+    assert_close_up_to_rounding(emu.silu_and_mul(x), reference.silu_and_mul(x), dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("head_dim", [6, 64, 128])
+def test_rotary_embedding(dtype, head_dim):
+    qkv, cos, sin = rotary_case(3, 12, 3, head_dim, dtype)
+    qk, want, value_before = qkv[:, :12], qkv[:, :12].clone(), qkv[:, 12:].clone()
+    reference.rotary_embedding(want, cos, sin)
+    emu.rotary_embedding(qk, cos, sin)
+    assert_close_up_to_rounding(qk, want, dtype)
+    assert torch.equal(qkv[:, 12:], value_before)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

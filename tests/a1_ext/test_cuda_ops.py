@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cuda_cases import attention_case, cuda_skip_reason, reference, sampling_params, score_case, verify_case
+from cuda_cases import (activation_case, assert_close_up_to_rounding, attention_case, cuda_skip_reason, norm_case,
+                        reference, rotary_case, sampling_params, score_case, verify_case)
 
 _reason = cuda_skip_reason()
 if _reason:
@@ -84,6 +85,63 @@ def test_paged_attention_split_kv_decode():
     args = attention_case(torch.bfloat16, 128, 16, q_lens=[1, 1], seq_lens=[3000, 1234], num_q_heads=4,
                           num_kv_heads=1)
     assert_close(ops.paged_attention(*to(CUDA, *args)), reference.paged_attention(*args), torch.bfloat16)
+
+
+# ------------------------------------------------------------------------------------------ normalization
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("num_rows,hidden,row_stride", [(1, 576, None), (37, 4095, None), (37, 64, 200), (0, 64, None)])
+def test_rms_norm(dtype, num_rows, hidden, row_stride):
+    x, _, weight = norm_case(num_rows, hidden, dtype, row_stride=row_stride)
+    got = ops.rms_norm(*to(CUDA, x, weight), 1e-5)
+    assert got.is_contiguous()
+    assert_close_up_to_rounding(got.cpu(), reference.rms_norm(x, weight, 1e-5), dtype)
+    if has_cpu_kernel("rms_norm"):
+        assert_close_up_to_rounding(got.cpu(), ops.rms_norm(x, weight, 1e-5), dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("num_rows,hidden,row_stride", [(1, 576, None), (37, 4095, None), (37, 64, 200), (0, 64, None)])
+def test_fused_add_rms_norm(dtype, num_rows, hidden, row_stride):
+    x, residual, weight = norm_case(num_rows, hidden, dtype, row_stride=row_stride)
+    x_dev, residual_dev = x.to(CUDA), residual.to(CUDA)
+    reference.fused_add_rms_norm(x, residual, weight, 1e-5)
+    ops.fused_add_rms_norm(x_dev, residual_dev, weight.to(CUDA), 1e-5)
+    assert torch.equal(residual_dev.cpu(), residual)  # one rounded add: exact
+    assert_close_up_to_rounding(x_dev.cpu(), x, dtype)
+
+
+def test_norm_misuse_names_the_argument():
+    x, residual, weight = to(CUDA, *norm_case(3, 64))
+    with pytest.raises(RuntimeError, match="weight"):
+        ops.rms_norm(x, weight[:32], 1e-5)
+    with pytest.raises(RuntimeError, match="weight"):
+        ops.fused_add_rms_norm(x, residual, weight.half(), 1e-5)
+    with pytest.raises(RuntimeError, match="residual"):
+        ops.fused_add_rms_norm(x, residual.cpu(), weight, 1e-5)
+
+
+# ------------------------------------------------------------------------------------------ activation
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("num_rows,width", [(1, 1536), (37, 4095), (0, 64)])
+def test_silu_and_mul(dtype, num_rows, width):
+    x = activation_case(num_rows, width, dtype)
+    got = ops.silu_and_mul(x.to(CUDA))
+    assert got.is_contiguous() and got.shape == (num_rows, width)
+    assert_close_up_to_rounding(got.cpu(), reference.silu_and_mul(x), dtype)
+    if has_cpu_kernel("silu_and_mul"):
+        assert_close_up_to_rounding(got.cpu(), ops.silu_and_mul(x), dtype)
+
+
+# ------------------------------------------------------------------------------------------ rotary
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("num_tokens,head_dim", [(1, 64), (37, 128), (37, 6), (0, 64)])
+def test_rotary_embedding(dtype, num_tokens, head_dim):
+    qkv, cos, sin = rotary_case(num_tokens, 12, 3, head_dim, dtype)
+    qkv_dev = qkv.to(CUDA)
+    ops.rotary_embedding(qkv_dev[:, :12], cos.to(CUDA), sin.to(CUDA))
+    reference.rotary_embedding(qkv[:, :12], cos, sin)
+    assert_close_up_to_rounding(qkv_dev[:, :12].cpu(), qkv[:, :12], dtype)
+    assert torch.equal(qkv_dev[:, 12:].cpu(), qkv[:, 12:])  # the v heads are not touched
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -217,6 +275,10 @@ def _opcheck_cases():
         ("reshape_and_cache", (key, key.clone(), *caches, torch.tensor([0, 17, -1, 40]))),
         ("copy_blocks", ([caches[0].clone()], [caches[1].clone()], torch.tensor([[0, 2]]))),
         ("paged_attention", attn),
+        ("rms_norm", (key[:, 0], torch.randn(64), 1e-5)),
+        ("fused_add_rms_norm", (key[:, 0].clone(), key[:, 1].clone(), torch.randn(64), 1e-5)),
+        ("silu_and_mul", (activation_case(4, 48),)),
+        ("rotary_embedding", (rotary_case(4, 4, 2, 32)[0][:, :4], *rotary_case(4, 4, 2, 32)[1:])),
         ("step_score", (logits, tokens, cu, 1.0)),
         ("linear_step_score", (torch.randn(6, 32), torch.randn(300, 32), tokens, cu, 1.0, 128)),
         ("sample", (logits, *sampling_params(6, 0.8, 10, 0.9))),

@@ -1,6 +1,7 @@
 """Rotary position embeddings: inverse frequencies for every supported scaling (the arithmetic of
 transformers' modeling_rope_utils, step for step, so the tables agree bit for bit) and a cos/sin
-table cached per position and gathered by `positions`."""
+table cached per position and gathered by `positions`. The rotation itself is the a1_ext op
+rotary_embedding (in place on the fused q/k heads)."""
 from __future__ import annotations
 
 import math
@@ -63,17 +64,12 @@ def rotary_tables(positions: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torc
     """(cos, signed_sin) float32 [N, head_dim] for integer positions [N].
 
     cos = cos(cat(f, f)) as transformers builds it; signed_sin = cat(-sin f, sin f), so that
-    rotate_half(x) * sin == x.roll(head_dim / 2, -1) * signed_sin exactly.
+    rotate_half(x) * sin == x.roll(head_dim / 2, -1) * signed_sin exactly: the tables of the
+    a1_ext rotary_embedding op.
     """
     freqs = positions.to(torch.float32)[:, None] * inv_freq.to(positions.device)[None, :]
     sin = freqs.sin()
     return torch.cat((freqs, freqs), dim=-1).cos(), torch.cat((-sin, sin), dim=-1)
-
-
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x [T, H, D] rotated by cos/sin [T, 1, D] (from RotaryEmbedding): x * cos + rotate_half(x) * sin."""
-    out = x * cos
-    return out.addcmul_(x.roll(x.shape[-1] // 2, dims=-1), sin)
 
 
 class RotaryEmbedding(torch.nn.Module):
@@ -91,12 +87,12 @@ class RotaryEmbedding(torch.nn.Module):
     def forward(
         self, positions: torch.Tensor, seq_lens: torch.Tensor, query_start_loc: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin [T, 1, head_dim] for the tokens at `positions` (int64 [T])."""
+        """cos, sin [T, head_dim] for the tokens at `positions` (int64 [T]), for ops.rotary_embedding."""
         if self.config.rope_type == "dynamic":
             longest = int(seq_lens.max()) if seq_lens.numel() else 0
             if longest > self.config.max_position_embeddings:
                 return self._dynamic_long(positions, seq_lens, query_start_loc)
-        return self.cos_table[positions].unsqueeze(1), self.sin_table[positions].unsqueeze(1)
+        return self.cos_table[positions], self.sin_table[positions]
 
     def _dynamic_long(
         self, positions: torch.Tensor, seq_lens: torch.Tensor, query_start_loc: torch.Tensor
@@ -115,4 +111,4 @@ class RotaryEmbedding(torch.nn.Module):
                 inv_freq = inv_frequencies(self.config, length)
             row_cos, row_sin = rotary_tables(positions[begin:end], inv_freq)
             cos[begin:end], sin[begin:end] = row_cos, row_sin
-        return cos.unsqueeze(1), sin.unsqueeze(1)
+        return cos, sin

@@ -7,6 +7,8 @@
 
 #include "attention/attention_cuda.h"
 #include "cache/cache_cuda.h"
+#include "norm/norm_cuda.h"
+#include "pointwise/pointwise_cuda.h"
 #include "sampling/sampling_cuda.h"
 #include "score/score_cuda.h"
 
@@ -82,6 +84,28 @@ int emu_paged_attention(const void* query, void* out, int kind, const void* k_ca
 
 int64_t emu_paged_attention_splits(int64_t num_tokens, int64_t num_q_heads, int64_t max_kv_len) {
   return a1::cuda::plan_paged_attention(num_tokens, num_q_heads, max_kv_len).num_splits;
+}
+
+// x / out / residual: [num_rows, hidden] rows with the given row strides; residual null = rms_norm.
+int emu_rms_norm(const void* x, int64_t x_stride, void* residual, int64_t residual_stride, const void* weight,
+                 void* out, int64_t out_stride, int kind, int64_t num_rows, int64_t hidden, float eps) {
+  const a1::cuda::NormRowsArgs args{x, x_stride, residual, residual_stride, weight, out, out_stride,
+                                    FloatKind(kind), num_rows, hidden, eps};
+  return residual == nullptr ? a1::cuda::launch_rms_norm(args, nullptr)
+                             : a1::cuda::launch_fused_add_rms_norm(args, nullptr);
+}
+
+int emu_silu_and_mul(const void* x, int64_t x_stride, void* out, int64_t out_stride, int kind, int64_t num_rows,
+                     int64_t width) {
+  return a1::cuda::launch_silu_and_mul(x, x_stride, out, out_stride, FloatKind(kind), num_rows, width, nullptr);
+}
+
+// strides: [x_token, x_head, table_token]
+int emu_rotary_embedding(void* x, int kind, const int64_t* strides, const void* cos, const void* sin,
+                         int64_t num_tokens, int64_t num_heads, int64_t head_dim) {
+  const a1::cuda::RotaryArgs args{x, strides[0], strides[1], cos, sin, strides[2], FloatKind(kind),
+                                  num_tokens, num_heads, head_dim};
+  return a1::cuda::launch_rotary_embedding(args, nullptr);
 }
 
 int emu_step_score(const void* logits, int kind, int64_t row_stride, int64_t num_tokens, int64_t vocab,

@@ -73,6 +73,39 @@ def attention_splits(num_tokens: int, num_q_heads: int, max_kv_len: int) -> int:
     return lib().emu_paged_attention_splits(num_tokens, num_q_heads, max_kv_len)
 
 
+def _norm_rows(x, residual, weight, out, eps) -> None:
+    weight = weight.contiguous()  # held: the kernel reads it through a raw pointer
+    _check(lib().emu_rms_norm(_ptr(x), x.stride(0), _ptr(residual), residual.stride(0) if residual is not None else 0,
+                              _ptr(weight), _ptr(out), out.stride(0), KIND[x.dtype], x.shape[0],
+                              x.shape[1], eps), "rms_norm")
+
+
+def rms_norm(x, weight, eps) -> torch.Tensor:
+    x = x if x.stride(1) == 1 else x.contiguous()
+    out = torch.empty(x.shape, dtype=x.dtype)
+    _norm_rows(x, None, weight, out, eps)
+    return out
+
+
+def fused_add_rms_norm(x, residual, weight, eps) -> None:
+    _norm_rows(x, residual, weight, x, eps)
+
+
+def silu_and_mul(x) -> torch.Tensor:
+    x = x if x.stride(1) == 1 else x.contiguous()
+    out = torch.empty(x.shape[0], x.shape[1] // 2, dtype=x.dtype)
+    _check(lib().emu_silu_and_mul(_ptr(x), x.stride(0), _ptr(out), out.stride(0), KIND[x.dtype], out.shape[0],
+                                  out.shape[1]), "silu_and_mul")
+    return out
+
+
+def rotary_embedding(x, cos, sin) -> None:
+    cos, sin = cos.contiguous(), sin.contiguous()  # held: read through raw pointers
+    T, H, D = x.shape
+    _check(lib().emu_rotary_embedding(_ptr(x), KIND[x.dtype], _i64([x.stride(0), x.stride(1), cos.stride(0)]),
+                                      _ptr(cos), _ptr(sin), T, H, D), "rotary_embedding")
+
+
 def _score_outputs(token_ids, cu_seqlens):
     tokens = token_ids.to(torch.int64).contiguous()
     cu = cu_seqlens.to(torch.int64).contiguous()
