@@ -58,6 +58,13 @@ def rotary_embedding(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> N
     _ops.rotary_embedding.default(x, cos, sin)
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """F.linear for 2-D x: x [T, K] @ weight [N, K]^T (+ bias [N]), one float dtype, a new contiguous
+    [T, N]. On the CPU, fp32 inputs of up to 32 rows (decode steps) stream each weight row once
+    through a1's kernel instead of BLAS; the sums may differ from torch's in the last bits."""
+    return _ops.linear.default(x, weight, bias)
+
+
 def copy_blocks(k_caches: Sequence[torch.Tensor], v_caches: Sequence[torch.Tensor], block_mapping: torch.Tensor) -> None:
     """For every layer, copy block block_mapping[i, 0] onto block block_mapping[i, 1] (int64 [P, 2])."""
     _ops.copy_blocks.default(list(k_caches), list(v_caches), block_mapping)
@@ -154,6 +161,11 @@ def _silu_and_mul_fake(x):
 @torch.library.register_fake("a1::rotary_embedding")
 def _rotary_embedding_fake(x, cos, sin) -> None:
     return None
+
+
+@torch.library.register_fake("a1::linear")
+def _linear_fake(x, weight, bias=None):
+    return x.new_empty((x.shape[0], weight.shape[0]))
 
 
 @torch.library.register_fake("a1::copy_blocks")

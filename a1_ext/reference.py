@@ -150,6 +150,11 @@ def fused_add_rms_norm(x, residual, weight, eps) -> None:
     x.copy_(rms_norm(residual, weight, eps))
 
 
+# ----------------------------------------------------------------------------- projections
+def linear(x, weight, bias=None) -> torch.Tensor:
+    return torch.nn.functional.linear(x, weight, bias)
+
+
 # ----------------------------------------------------------------------------- activation ops
 def silu_and_mul(x) -> torch.Tensor:
     gate, up = x.chunk(2, dim=-1)

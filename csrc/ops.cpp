@@ -39,4 +39,7 @@ TORCH_LIBRARY(a1, m) {
   // RoPE in place: x [T, H, D] = x * cos + rotate_half(x) * sin with per-token cos, sin [T, D] (sin
   // pre-signed: -sin on the first half); x * cos is rounded to the dtype before the add.
   m.def("rotary_embedding(Tensor(a!) x, Tensor cos, Tensor sin) -> ()");
+  // out [T, N] = x [T, K] @ weight [N, K]^T (+ bias [N]), F.linear's contract for 2-D x; on the CPU,
+  // fp32 inputs of few rows stream the weights once (decode), others go to BLAS.
+  m.def("linear(Tensor x, Tensor weight, Tensor? bias=None) -> Tensor");
 }

@@ -120,6 +120,22 @@ def test_norm_misuse_names_the_argument():
         ops.fused_add_rms_norm(x, residual.cpu(), weight, 1e-5)
 
 
+# ------------------------------------------------------------------------------------------ linear
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("tokens,out_features,in_features", [(1, 960, 576), (5, 37, 1539), (40, 64, 64)])
+def test_linear(dtype, tokens, out_features, in_features):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(tokens, in_features, generator=g).to(dtype)
+    weight = (torch.randn(out_features, in_features, generator=g) / in_features**0.5).to(dtype)
+    bias = torch.randn(out_features, generator=g).to(dtype)
+    got = ops.linear(*to(CUDA, x, weight, bias))
+    assert got.is_contiguous() and got.shape == (tokens, out_features) and got.dtype == dtype
+    assert_close(got, reference.linear(x.float(), weight.float(), bias.float()), dtype)
+    with pytest.raises(RuntimeError, match="weight must be on"):
+        ops.linear(x.to(CUDA), weight, None)
+    torch.library.opcheck(torch.ops.a1.linear.default, tuple(to(CUDA, x, weight, bias)))
+
+
 # ------------------------------------------------------------------------------------------ activation
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("num_rows,width", [(1, 1536), (37, 4095), (0, 64)])

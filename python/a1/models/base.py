@@ -8,6 +8,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from a1_ext import ops
+
 from .config import ModelConfig
 from .layers import DecoderLayer, RMSNorm
 from .rope import RotaryEmbedding
@@ -88,7 +90,7 @@ class DecoderLM(torch.nn.Module):
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 [T, V] logits of hidden states [T, hidden]."""
-        return F.linear(hidden, self.lm_head_weight).float()
+        return ops.linear(hidden, self.lm_head_weight).float()
 
     def kv_cache_shape(self, num_blocks: int, block_size: int) -> tuple[int, int, int, int]:
         """Shape of one layer's k_cache (and v_cache)."""

@@ -22,12 +22,6 @@ def _bias(enabled: bool, size: int, dtype: torch.dtype) -> Optional[torch.nn.Par
     return torch.nn.Parameter(torch.zeros(size, dtype=dtype), requires_grad=False) if enabled else None
 
 
-def _linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-    """F.linear for 2-D x, calling the mm / addmm it lowers to directly: the same kernel and result
-    without the linear -> matmul dispatch layers, which cost ~1 ms per batch-1 decode step."""
-    return torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
-
-
 class RMSNorm(torch.nn.Module):
     """transformers' RMSNorm (normalise in float32, cast back, then scale by the weight) on a1 ops.
 
@@ -60,8 +54,8 @@ class SwiGLU(torch.nn.Module):
         self.down_bias = _bias(config.mlp_bias, hidden, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate_up = _linear(x, self.gate_up_weight, self.gate_up_bias)
-        return _linear(ops.silu_and_mul(gate_up), self.down_weight, self.down_bias)
+        gate_up = ops.linear(x, self.gate_up_weight, self.gate_up_bias)
+        return ops.linear(ops.silu_and_mul(gate_up), self.down_weight, self.down_bias)
 
 
 class PagedAttention(torch.nn.Module):
@@ -89,7 +83,7 @@ class PagedAttention(torch.nn.Module):
         meta: AttentionMetadata,
     ) -> torch.Tensor:
         tokens = x.shape[0]
-        qkv = _linear(x, self.qkv_weight, self.qkv_bias).view(tokens, -1, self.head_dim)  # [T, q + k + v heads, D]
+        qkv = ops.linear(x, self.qkv_weight, self.qkv_bias).view(tokens, -1, self.head_dim)  # [T, q + k + v heads, D]
         ops.rotary_embedding(qkv[:, : self.qk_heads], cos, sin)  # q and k heads, in place
         query, key = qkv[:, : self.num_heads], qkv[:, self.num_heads : self.qk_heads]
         value = qkv[:, self.qk_heads :]
@@ -97,7 +91,7 @@ class PagedAttention(torch.nn.Module):
         out = ops.paged_attention(
             query, k_cache, v_cache, meta.block_table, meta.seq_lens, meta.query_start_loc, self.scale
         )
-        return _linear(out.reshape(tokens, -1), self.o_weight, self.o_bias)
+        return ops.linear(out.reshape(tokens, -1), self.o_weight, self.o_bias)
 
 
 class DecoderLayer(torch.nn.Module):

@@ -14,6 +14,7 @@ from .gguf_loader import load_gguf_file
 from .hf_loader import load_hf_directory
 from .registry import BUILTIN_MODELS
 from .tokenizer import Tokenizer
+from .weight_arena import pack_parameters
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -29,7 +30,8 @@ class LoadedModel:
 def load_model(model: Union[str, os.PathLike], dtype: Optional[torch.dtype] = None) -> LoadedModel:
     """Load `model`: an HF directory (config.json, *.safetensors, tokenizer.json), a .gguf file, or a
     built-in name (see a1.models.registry.BUILTIN_MODELS). dtype defaults to float32; the weights
-    are cast to it (GGUF weights are dequantized). The model is on the CPU; move it with .to()."""
+    are cast to it (GGUF weights are dequantized). The model is on the CPU, its parameters packed in
+    one huge-page buffer (a1.models.weight_arena); move it with .to()."""
     dtype = torch.float32 if dtype is None else dtype
     if dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"dtype must be one of {SUPPORTED_DTYPES}, got {dtype}")
@@ -42,6 +44,7 @@ def load_model(model: Union[str, os.PathLike], dtype: Optional[torch.dtype] = No
         raise ValueError(f"{path} is neither a checkpoint directory nor a .gguf file")
     check_vocab(tokenizer, decoder.config, str(path))
     decoder.eval()
+    pack_parameters(decoder)  # one huge-page arena: decode streams every weight per token
     return LoadedModel(model=decoder, tokenizer=tokenizer, config=decoder.config, source=str(path))
 
 

@@ -1,0 +1,72 @@
+"""pack_parameters: every parameter moved into one huge-page-advised buffer, values unchanged."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from a1.models import load_model
+from a1.models.weight_arena import huge_pages_supported, pack_parameters
+
+
+class TiedPair(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.embed = torch.nn.Parameter(torch.randn(50, 8, generator=g), requires_grad=False)
+        self.odd = torch.nn.Parameter(torch.randn(3, generator=g).to(torch.bfloat16), requires_grad=False)
+        self.proj = torch.nn.Linear(8, 5)
+        self.head = self.embed  # tied: one Parameter under two names
+
+
+def vm_flags_of_mapping(address: int) -> list[str]:
+    """The VmFlags of the /proc/self/smaps mapping that contains address."""
+    inside = False
+    with open("/proc/self/smaps") as handle:
+        for line in handle:
+            first = line.split()[0]
+            if "-" in first and ":" not in first:
+                start, end = (int(part, 16) for part in first.split("-"))
+                inside = start <= address < end
+            elif inside and line.startswith("VmFlags:"):
+                return line.split()[1:]
+    raise AssertionError(f"no mapping contains {address:#x}")
+
+
+def test_pack_keeps_values_and_parameter_objects():
+    module = TiedPair()
+    before = {name: param.detach().clone() for name, param in module.named_parameters()}
+    objects = [module.embed, module.odd, module.proj.weight, module.proj.bias]
+    info = pack_parameters(module)
+    assert info.num_parameters == 4  # the tied weight once
+    assert [module.embed, module.odd, module.proj.weight, module.proj.bias] == objects
+    assert module.head is module.embed
+    for name, param in module.named_parameters():
+        assert torch.equal(param, before[name]) and param.dtype == before[name].dtype and param.is_contiguous()
+    assert info.address % (2 << 20) == 0
+    storage = {param.untyped_storage().data_ptr() for param in module.parameters()}
+    assert len(storage) == 1  # one buffer
+    for param in module.parameters():
+        assert param.data_ptr() % 64 == 0 and info.address <= param.data_ptr() < info.address + info.nbytes
+    x = torch.randn(2, 8)
+    torch.testing.assert_close(module.proj(x), x @ before["proj.weight"].t() + before["proj.bias"])
+
+
+@pytest.mark.skipif(not huge_pages_supported(), reason="no transparent huge pages on this machine")
+def test_pack_advises_huge_pages():
+    module = TiedPair()
+    info = pack_parameters(module)
+    assert info.huge_pages_advised
+    assert "hg" in vm_flags_of_mapping(info.address)  # MADV_HUGEPAGE took effect on the mapping
+
+
+def test_pack_rejects_non_cpu_parameters():
+    module = torch.nn.Linear(4, 4, device="meta")
+    with pytest.raises(ValueError, match="CPU parameters"):
+        pack_parameters(module)
+
+
+def test_load_model_packs_the_weights(tiny_checkpoint):
+    _, directory = tiny_checkpoint("qwen2")
+    model = load_model(directory).model
+    storages = {param.untyped_storage().data_ptr() for param in model.parameters()}
+    assert len(storages) == 1
