@@ -23,7 +23,7 @@ test: build
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; fi; exit $$status
 
 # Kernel microbenchmarks (pytest-benchmark), each op against its baseline in the same run.
-KERNEL_BENCHES := benchmarks/bench_score.py benchmarks/bench_sampling.py \
+KERNEL_BENCHES := benchmarks/bench_score.py benchmarks/bench_sampling.py benchmarks/bench_linear.py \
 	benchmarks/bench_paged_attention.py benchmarks/bench_quantile_buffer.py
 
 bench: build

@@ -8,14 +8,22 @@ Usage: python benchmarks/bench_engine.py [--batches 1 8 32] [--new-tokens 64] [-
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from pathlib import Path
 
-import torch
+# Worker threads of the OpenMP pool spin between the ~250 parallel kernels of a decode step instead
+# of sleeping and being woken (~7% of a batch-1 step here). Read when torch loads, so set before the
+# import; both engines run in this process under the same setting. Override by exporting it.
+os.environ.setdefault("OMP_WAIT_POLICY", "active")
 
-from a1 import LLM, SamplingParams
-from a1.models.loader import load_model
+import torch  # noqa: E402
+
+from a1_ext import ops  # noqa: E402
+
+from a1 import LLM, SamplingParams  # noqa: E402
+from a1.models.loader import load_model  # noqa: E402
 
 PROMPT = "Explain in a few sentences why the sky is blue and why sunsets are red."
 
@@ -52,6 +60,31 @@ def bench_a1(
             })
         rows.append(best(runs))
     return rows
+
+
+def streamed_weights(model) -> list[torch.Tensor]:
+    """The matrices a decode step multiplies by: every 2-D parameter but the embedding (whose rows
+    are gathered), plus the LM head (which is the embedding when tied)."""
+    weights = [w for w in model.parameters() if w.dim() == 2 and w is not model.embed_weight]
+    return weights + [model.lm_head_weight]
+
+
+def weight_streaming_bound(model, batches: list[int], repeats: int = 7) -> dict[int, float]:
+    """tokens/s if a decode step cost only its matmuls: every weight matrix of the model (layers and
+    LM head) through ops.linear for `batch` token rows, nothing else; the median of `repeats`. At
+    batch 1 this is the memory-bandwidth bound of fp32 decode on this machine, measured in this run."""
+    weights = streamed_weights(model)
+    bound = {}
+    for batch in batches:
+        inputs = {w.shape[1]: torch.randn(batch, w.shape[1], dtype=w.dtype) for w in weights}
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for w in weights:
+                ops.linear(inputs[w.shape[1]], w)
+            times.append(time.perf_counter() - start)
+        bound[batch] = batch / sorted(times)[len(times) // 2]
+    return bound
 
 
 def bench_hf(source: str, prompt_ids: list[int], batches: list[int], new_tokens: int, repeats: int) -> list[dict]:
@@ -100,17 +133,20 @@ def bench_prefix_cache(loaded, prompt_ids: list[int], kv_cache_gb: float, sample
     }
 
 
-def render(args, a1_rows, hf_rows, prefix, prompt_len: int) -> str:
+def render(args, a1_rows, hf_rows, prefix, bound: dict[int, float], weight_mb: float, prompt_len: int) -> str:
     lines = [
         "# Engine benchmark: a1 vs transformers generate",
         "",
         f"Model `{args.model}` fp32; prompt of {prompt_len} tokens; {args.new_tokens} new tokens per sequence "
         f"(greedy, ignore_eos); every sequence of a batch has the same prompt. Machine: {platform.processor() or platform.machine()}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads. tok/s = batch x new tokens / wall time "
-        "(prefill included), fastest of the repeats; decode tok/s excludes the time to the last first token.",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}. "
+        "tok/s = batch x new tokens / wall time (prefill included), fastest of the repeats; decode tok/s excludes "
+        f"the time to the last first token. Matmul bound = tok/s if a step cost only its matmuls ({weight_mb:.0f} MB "
+        "of weights through ops.linear, measured in this run); % of bound compares a1's decode tok/s to it.",
         "",
-        "| batch | a1 tok/s | a1 decode tok/s | a1 ms/step | transformers tok/s | speed-up | greedy tokens agree |",
-        "|---:|---:|---:|---:|---:|---:|---|",
+        "| batch | a1 tok/s | a1 decode tok/s | a1 ms/step | matmul bound tok/s | % of bound | transformers tok/s "
+        "| speed-up | greedy tokens agree |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     hf_by_batch = {r["batch"]: r for r in hf_rows}
     for row in a1_rows:
@@ -119,10 +155,11 @@ def render(args, a1_rows, hf_rows, prefix, prompt_len: int) -> str:
         if hf is not None:
             same = next((i for i, (a, b) in enumerate(zip(row["tokens"], hf["tokens"])) if a != b), len(row["tokens"]))
             agree = "all" if same == len(row["tokens"]) else f"first {same}"
+        limit = bound[row["batch"]]
+        versus_hf = f"{hf['tok_s']:.1f} | {row['tok_s'] / hf['tok_s']:.2f}x | {agree}" if hf else "- | - | -"
         lines.append(
-            f"| {row['batch']} | {row['tok_s']:.1f} | {row['decode_tok_s']:.1f} | {row['step_ms']:.1f} | "
-            f"{hf['tok_s']:.1f} | {row['tok_s'] / hf['tok_s']:.2f}x | {agree} |" if hf else
-            f"| {row['batch']} | {row['tok_s']:.1f} | {row['decode_tok_s']:.1f} | {row['step_ms']:.1f} | - | - | - |"
+            f"| {row['batch']} | {row['tok_s']:.1f} | {row['decode_tok_s']:.1f} | {row['step_ms']:.1f} | {limit:.1f} | "
+            f"{100 * row['decode_tok_s'] / limit:.0f}% | {versus_hf} |"
         )
     lines += [
         "",
@@ -149,11 +186,13 @@ def main() -> None:
     prompt_ids = tokenizer.encode(text, add_special_tokens=False)
     a1_rows = bench_a1(loaded, prompt_ids, args.batches, args.new_tokens, args.kv_cache_gb, args.repeats)
     prefix = bench_prefix_cache(loaded, prompt_ids, args.kv_cache_gb)
+    bound = weight_streaming_bound(loaded.model, args.batches)
+    weight_mb = sum(w.numel() * w.element_size() for w in streamed_weights(loaded.model)) / 1e6
     del loaded
     hf_rows = [] if args.skip_hf else bench_hf(
         load_model_source(args.model), prompt_ids, args.batches, args.new_tokens, args.repeats
     )
-    report = render(args, a1_rows, hf_rows, prefix, len(prompt_ids))
+    report = render(args, a1_rows, hf_rows, prefix, bound, weight_mb, len(prompt_ids))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(report)
     print(report)

@@ -82,11 +82,11 @@ class DecoderLM(torch.nn.Module):
         cos, sin = self.rotary(positions, meta.seq_lens, meta.query_start_loc)
         hidden = F.embedding(input_ids, self.embed_weight)  # a fresh tensor: the layers update it in place
         residual: Optional[torch.Tensor] = None
-        for layer, (k_cache, v_cache) in zip(self.layers, kv_caches):
-            hidden, residual = layer(hidden, residual, cos, sin, k_cache, v_cache, meta)
+        for layer, (k_cache, v_cache) in zip(self.layers, kv_caches):  # .forward: see DecoderLayer.forward
+            hidden, residual = layer.forward(hidden, residual, cos, sin, k_cache, v_cache, meta)
         if residual is None:  # no layers
-            return self.norm(hidden)
-        return self.norm(hidden, residual)[0]
+            return self.norm.forward(hidden)
+        return self.norm.forward(hidden, residual)[0]
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 [T, V] logits of hidden states [T, hidden]."""

@@ -1,0 +1,44 @@
+"""a1::linear against its twin (F.linear, torch's BLAS) over every weight matrix of SmolLM2-135M,
+as one decode step reads them: 30 layers x (qkv, o, gate_up, down) + the LM head, 538 MB of fp32
+weights packed in one huge-page arena like a1's loader packs them. T = token rows per step (batch).
+
+Run: pytest benchmarks/bench_linear.py --benchmark-enable --benchmark-columns=median,iqr,rounds
+"""
+import pytest
+import torch
+
+import a1_ext  # noqa: F401
+from a1.models.weight_arena import pack_parameters
+from a1_ext import ops, reference
+
+HIDDEN, INTERMEDIATE, LAYERS, VOCAB = 576, 1536, 30, 49152  # SmolLM2-135M
+LAYER_SHAPES = [(960, HIDDEN), (HIDDEN, HIDDEN), (2 * INTERMEDIATE, HIDDEN), (HIDDEN, INTERMEDIATE)]
+
+
+@pytest.fixture(scope="module")
+def step_weights() -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    shapes = LAYER_SHAPES * LAYERS + [(VOCAB, HIDDEN)]
+    params = torch.nn.ParameterList(
+        torch.nn.Parameter(torch.randn(shape, generator=g) / shape[1] ** 0.5, requires_grad=False) for shape in shapes
+    )
+    pack_parameters(params)
+    return list(params)
+
+
+@pytest.mark.parametrize("tokens", [1, 4, 8, 32])
+@pytest.mark.parametrize("impl", ["kernel", "twin"])
+def test_linear_decode_step(benchmark, step_weights, tokens, impl):
+    g = torch.Generator().manual_seed(tokens)
+    inputs = {k: torch.randn(tokens, k, generator=g) for k in (HIDDEN, INTERMEDIATE)}
+    fn = ops.linear if impl == "kernel" else reference.linear
+
+    def step() -> None:
+        for weight in step_weights:
+            fn(inputs[weight.shape[1]], weight)
+
+    benchmark.group = f"linear: all SmolLM2-135M weights, T={tokens}"
+    weight_bytes = sum(w.numel() * w.element_size() for w in step_weights)
+    benchmark.extra_info["weight_MB"] = weight_bytes / 1e6
+    benchmark.pedantic(step, rounds=15, warmup_rounds=2)
+    benchmark.extra_info["GB_per_s"] = weight_bytes / benchmark.stats.stats.median / 1e9
