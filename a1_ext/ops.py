@@ -65,6 +65,43 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
     return _ops.linear.default(x, weight, bias)
 
 
+def decoder_layer(
+    residual: torch.Tensor,
+    hidden: torch.Tensor,
+    input_norm_weight: torch.Tensor,
+    qkv_weight: torch.Tensor,
+    qkv_bias: Optional[torch.Tensor],
+    o_weight: torch.Tensor,
+    o_bias: Optional[torch.Tensor],
+    post_norm_weight: torch.Tensor,
+    gate_up_weight: torch.Tensor,
+    gate_up_bias: Optional[torch.Tensor],
+    down_weight: torch.Tensor,
+    down_bias: Optional[torch.Tensor],
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,
+    block_table: torch.Tensor,
+    seq_lens: torch.Tensor,
+    query_start_loc: torch.Tensor,
+    eps: float,
+    scale: float,
+) -> torch.Tensor:
+    """One Llama/Qwen2 decoder layer from the ops above, in vLLM's residual layout (spec:
+    reference.decoder_layer). In place: residual += hidden, hidden = rms_norm(residual); then fused
+    qkv projection (q, k, v heads stacked: (Hq + 2 Hkv) * D rows), RoPE on q and k, K/V written at
+    slot_mapping, paged attention, o projection, residual += it, normalized, SwiGLU MLP. Returns the
+    MLP output [T, H]; the next layer's norm adds it to residual. Heads and head_dim come from
+    k_cache [num_blocks, block_size, Hkv, D] and qkv_weight."""
+    return _ops.decoder_layer.default(
+        residual, hidden, input_norm_weight, qkv_weight, qkv_bias, o_weight, o_bias, post_norm_weight,
+        gate_up_weight, gate_up_bias, down_weight, down_bias, cos, sin, k_cache, v_cache, slot_mapping,
+        block_table, seq_lens, query_start_loc, eps, scale,
+    )
+
+
 def copy_blocks(k_caches: Sequence[torch.Tensor], v_caches: Sequence[torch.Tensor], block_mapping: torch.Tensor) -> None:
     """For every layer, copy block block_mapping[i, 0] onto block block_mapping[i, 1] (int64 [P, 2])."""
     _ops.copy_blocks.default(list(k_caches), list(v_caches), block_mapping)
@@ -166,6 +203,12 @@ def _rotary_embedding_fake(x, cos, sin) -> None:
 @torch.library.register_fake("a1::linear")
 def _linear_fake(x, weight, bias=None):
     return x.new_empty((x.shape[0], weight.shape[0]))
+
+
+@torch.library.register_fake("a1::decoder_layer")
+def _decoder_layer_fake(residual, hidden, input_norm_weight, qkv_weight, qkv_bias, o_weight, o_bias,
+                        post_norm_weight, gate_up_weight, gate_up_bias, down_weight, down_bias, *rest):
+    return hidden.new_empty((hidden.shape[0], down_weight.shape[0]))
 
 
 @torch.library.register_fake("a1::copy_blocks")

@@ -167,6 +167,25 @@ def rotary_embedding(x, cos, sin) -> None:
     x.copy_(rotated.addcmul_(x.roll(x.shape[-1] // 2, dims=-1), sin[:, None]))
 
 
+# ----------------------------------------------------------------------------- decoder layer
+def decoder_layer(
+    residual, hidden, input_norm_weight, qkv_weight, qkv_bias, o_weight, o_bias, post_norm_weight,
+    gate_up_weight, gate_up_bias, down_weight, down_bias, cos, sin, k_cache, v_cache, slot_mapping,
+    block_table, seq_lens, query_start_loc, eps, scale,
+) -> torch.Tensor:
+    tokens, (num_kv_heads, head_dim) = hidden.shape[0], k_cache.shape[2:]
+    fused_add_rms_norm(hidden, residual, input_norm_weight, eps)
+    qkv = linear(hidden, qkv_weight, qkv_bias).view(tokens, -1, head_dim)
+    num_heads = qkv.shape[1] - 2 * num_kv_heads
+    rotary_embedding(qkv[:, : num_heads + num_kv_heads], cos, sin)
+    query, key, value = qkv.split([num_heads, num_kv_heads, num_kv_heads], dim=1)
+    reshape_and_cache(key, value, k_cache, v_cache, slot_mapping)
+    attention = paged_attention(query, k_cache, v_cache, block_table, seq_lens, query_start_loc, scale)
+    projected = linear(attention.reshape(tokens, -1), o_weight, o_bias)
+    fused_add_rms_norm(projected, residual, post_norm_weight, eps)
+    return linear(silu_and_mul(linear(projected, gate_up_weight, gate_up_bias)), down_weight, down_bias)
+
+
 # ----------------------------------------------------------------------------- scoring ops
 def step_score(logits, token_ids, cu_seqlens, temperature) -> tuple[torch.Tensor, torch.Tensor]:
     logprobs = torch.log_softmax(logits.float() / temperature, dim=-1)

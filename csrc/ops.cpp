@@ -42,4 +42,13 @@ TORCH_LIBRARY(a1, m) {
   // out [T, N] = x [T, K] @ weight [N, K]^T (+ bias [N]), F.linear's contract for 2-D x; on the CPU,
   // fp32 inputs of few rows stream the weights once (decode), others go to BLAS.
   m.def("linear(Tensor x, Tensor weight, Tensor? bias=None) -> Tensor");
+  // One Llama/Qwen2 decoder layer on the ops above (vLLM's residual layout): residual += hidden,
+  // then attention and the SwiGLU MLP on the normalized stream; returns the MLP output [T, H], whose
+  // add into residual is left to the next layer's norm. residual is updated and hidden overwritten
+  // (with the normalized input) in place; K/V of the T tokens are written into the caches.
+  m.def("decoder_layer(Tensor(a!) residual, Tensor(b!) hidden, Tensor input_norm_weight, Tensor qkv_weight, "
+        "Tensor? qkv_bias, Tensor o_weight, Tensor? o_bias, Tensor post_norm_weight, Tensor gate_up_weight, "
+        "Tensor? gate_up_bias, Tensor down_weight, Tensor? down_bias, Tensor cos, Tensor sin, Tensor(c!) k_cache, "
+        "Tensor(d!) v_cache, Tensor slot_mapping, Tensor block_table, Tensor seq_lens, Tensor query_start_loc, "
+        "float eps, float scale) -> Tensor");
 }

@@ -31,14 +31,16 @@ void check_rows_for_cache(const at::Tensor& rows, const char* name, const at::Te
               cache_name, " dtype ", cache.scalar_type());
 }
 
-cache::RowsToCache rows_to_cache(const at::Tensor& rows, at::Tensor& cache) {
+cache::RowsToCache rows_to_cache(const at::Tensor& rows, const at::Tensor& cache) {
   const int64_t elem = rows.element_size();
   return {static_cast<const char*>(rows.data_ptr()), rows.stride(0) * elem, rows.stride(1) * elem,
           static_cast<char*>(cache.data_ptr()), cache.stride(0) * elem};
 }
 
-void reshape_and_cache_cpu(const at::Tensor& key_in, const at::Tensor& value_in, at::Tensor& k_cache,
-                           at::Tensor& v_cache, const at::Tensor& slot_mapping_in) {
+// const references like every a1 kernel (in-place outputs included): the dispatcher requires one C++
+// signature across the CPU and CUDA kernels of an op, and decoder_layer calls it with that signature.
+void reshape_and_cache_cpu(const at::Tensor& key_in, const at::Tensor& value_in, const at::Tensor& k_cache,
+                           const at::Tensor& v_cache, const at::Tensor& slot_mapping_in) {
   check_paged_cache(k_cache, "k_cache");
   check_paged_cache(v_cache, "v_cache");
   TORCH_CHECK(k_cache.device().is_cpu(), "k_cache must be a CPU tensor for the CPU kernel, got ", k_cache.device());

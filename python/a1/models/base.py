@@ -80,13 +80,13 @@ class DecoderLM(torch.nn.Module):
         if len(kv_caches) != len(self.layers):
             raise ValueError(f"expected {len(self.layers)} (k_cache, v_cache) pairs, got {len(kv_caches)}")
         cos, sin = self.rotary(positions, meta.seq_lens, meta.query_start_loc)
-        hidden = F.embedding(input_ids, self.embed_weight)  # a fresh tensor: the layers update it in place
-        residual: Optional[torch.Tensor] = None
-        for layer, (k_cache, v_cache) in zip(self.layers, kv_caches):  # .forward: see DecoderLayer.forward
-            hidden, residual = layer.forward(hidden, residual, cos, sin, k_cache, v_cache, meta)
-        if residual is None:  # no layers
-            return self.norm.forward(hidden)
-        return self.norm.forward(hidden, residual)[0]
+        residual = F.embedding(input_ids, self.embed_weight)  # a fresh tensor: the layers update it in place
+        if not self.layers:
+            return self.norm(residual)
+        hidden = torch.zeros_like(residual)  # the first layer's residual add is then a no-op
+        for layer, (k_cache, v_cache) in zip(self.layers, kv_caches):  # .forward: no hooks, no __call__ cost
+            hidden = layer.forward(residual, hidden, cos, sin, k_cache, v_cache, meta)
+        return self.norm(hidden, residual)[0]
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 [T, V] logits of hidden states [T, hidden]."""

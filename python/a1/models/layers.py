@@ -1,5 +1,5 @@
-"""Decoder building blocks: RMSNorm (with vLLM's fused residual add), SwiGLU MLP (fused gate+up), paged
-GQA attention (fused qkv)."""
+"""Decoder building blocks: RMSNorm (with vLLM's fused residual add), and the weights of the SwiGLU MLP
+(fused gate+up) and paged GQA attention (fused qkv), which one op per layer runs (ops.decoder_layer)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
@@ -42,8 +42,8 @@ class RMSNorm(torch.nn.Module):
 
 
 class SwiGLU(torch.nn.Module):
-    """down(silu(gate(x)) * up(x)) with gate and up stacked in one [2 * I, H] weight; the gate is one
-    fused op (a1 silu_and_mul)."""
+    """Weights of down(silu(gate(x)) * up(x)), gate and up stacked in one [2 * I, H] matrix; computed
+    by ops.decoder_layer."""
 
     def __init__(self, config: ModelConfig, dtype: torch.dtype) -> None:
         super().__init__()
@@ -53,45 +53,21 @@ class SwiGLU(torch.nn.Module):
         self.down_weight = _weight(hidden, inter, dtype=dtype)
         self.down_bias = _bias(config.mlp_bias, hidden, dtype)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate_up = ops.linear(x, self.gate_up_weight, self.gate_up_bias)
-        return ops.linear(ops.silu_and_mul(gate_up), self.down_weight, self.down_bias)
-
 
 class PagedAttention(torch.nn.Module):
-    """GQA self-attention whose K/V live in the paged cache: one matmul for q, k and v, RoPE on q and
-    k together (in place), then reshape_and_cache + paged_attention."""
+    """Weights of GQA self-attention over the paged cache: q, k and v projections stacked in one
+    [(Hq + 2 Hkv) * D, H] matrix, and the output projection; computed by ops.decoder_layer (RoPE on
+    q and k, reshape_and_cache, paged_attention)."""
 
     def __init__(self, config: ModelConfig, dtype: torch.dtype) -> None:
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = config.num_heads, config.num_kv_heads, config.head_dim
-        self.qk_heads = self.num_heads + self.num_kv_heads
-        self.head_split = [self.num_heads, self.num_kv_heads, self.num_kv_heads]
-        qkv_width = (self.qk_heads + self.num_kv_heads) * self.head_dim
+        qkv_width = (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
         self.qkv_weight = _weight(qkv_width, config.hidden_size, dtype=dtype)
         self.qkv_bias = _bias(config.attention_bias, qkv_width, dtype)
         self.o_weight = _weight(config.hidden_size, self.num_heads * self.head_dim, dtype=dtype)
         self.o_bias = _bias(config.o_proj_bias, config.hidden_size, dtype)
         self.scale = self.head_dim**-0.5
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        k_cache: torch.Tensor,
-        v_cache: torch.Tensor,
-        meta: AttentionMetadata,
-    ) -> torch.Tensor:
-        tokens = x.shape[0]
-        qkv = ops.linear(x, self.qkv_weight, self.qkv_bias).view(tokens, -1, self.head_dim)  # [T, q + k + v heads, D]
-        ops.rotary_embedding(qkv[:, : self.qk_heads], cos, sin)  # q and k heads, in place
-        query, key, value = qkv.split(self.head_split, dim=1)
-        ops.reshape_and_cache(key, value, k_cache, v_cache, meta.slot_mapping)
-        out = ops.paged_attention(
-            query, k_cache, v_cache, meta.block_table, meta.seq_lens, meta.query_start_loc, self.scale
-        )
-        return ops.linear(out.reshape(tokens, -1), self.o_weight, self.o_bias)
 
 
 class DecoderLayer(torch.nn.Module):
@@ -104,25 +80,24 @@ class DecoderLayer(torch.nn.Module):
 
     def forward(
         self,
+        residual: torch.Tensor,
         hidden: torch.Tensor,
-        residual: Optional[torch.Tensor],
         cos: torch.Tensor,
         sin: torch.Tensor,
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
         meta: AttentionMetadata,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """vLLM's residual layout: the layer returns its MLP output and the running residual stream
-        without adding them; the next norm adds them (fused_add_rms_norm), so every residual add
-        rides on a norm. residual is None for the first layer (hidden is then the embedding).
-        Both tensors are updated in place.
-
-        Submodules are called through .forward: they have no hooks, and nn.Module.__call__ costs a
-        few microseconds per call, ~1 ms per batch-1 decode step over the model's ~150 calls."""
-        if residual is None:
-            residual, hidden = hidden, self.input_norm.forward(hidden)
-        else:
-            hidden, residual = self.input_norm.forward(hidden, residual)
-        hidden = self.attention.forward(hidden, cos, sin, k_cache, v_cache, meta)
-        hidden, residual = self.post_attention_norm.forward(hidden, residual)
-        return self.mlp.forward(hidden), residual
+    ) -> torch.Tensor:
+        """vLLM's residual layout: residual += hidden (the previous layer's MLP output), attention and
+        MLP on the normalized stream, and the MLP output is returned for the next norm to add, so every
+        residual add rides on a norm. residual is updated and hidden overwritten in place. The whole
+        layer is one op (ops.decoder_layer; spec: a1_ext.reference.decoder_layer): from Python, its ten
+        steps would each cost an interpreter round trip per decode step."""
+        attention, mlp = self.attention, self.mlp
+        return ops.decoder_layer(
+            residual, hidden, self.input_norm.weight,
+            attention.qkv_weight, attention.qkv_bias, attention.o_weight, attention.o_bias,
+            self.post_attention_norm.weight, mlp.gate_up_weight, mlp.gate_up_bias, mlp.down_weight, mlp.down_bias,
+            cos, sin, k_cache, v_cache, meta.slot_mapping, meta.block_table, meta.seq_lens, meta.query_start_loc,
+            self.input_norm.eps, attention.scale,
+        )

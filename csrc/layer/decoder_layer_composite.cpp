@@ -1,0 +1,95 @@
+// a1::decoder_layer: one Llama/Qwen2 decoder layer over the paged KV cache as a single op that
+// calls the other a1 ops through the dispatcher, so the same code runs the CPU and the CUDA
+// kernels. Why an op: a batch-1 decode step is ~10 small ops per layer between weight matmuls;
+// from Python each costs an interpreter round trip and a trip through torch's op wrappers, and
+// after every matmul has streamed megabytes of weights through the caches that code runs cold
+// (~4 ms of a 30 ms step on the benchmark machine). From C++ the same sequence is a few
+// dispatcher calls. The pure-torch spec of the layer is reference.decoder_layer.
+#include <ATen/core/Tensor.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+#include <optional>
+
+#include "common/checks.h"
+
+namespace a1 {
+namespace {
+
+using OptionalTensor = std::optional<at::Tensor>;
+
+// Typed handles of the a1 ops the layer calls, looked up once.
+struct LayerOps {
+  c10::TypedOperatorHandle<void(const at::Tensor&, const at::Tensor&, const at::Tensor&, double)> fused_add_rms_norm;
+  c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, const at::Tensor&, const OptionalTensor&)> linear;
+  c10::TypedOperatorHandle<void(const at::Tensor&, const at::Tensor&, const at::Tensor&)> rotary_embedding;
+  c10::TypedOperatorHandle<void(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                const at::Tensor&)>
+      reshape_and_cache;
+  c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                      const at::Tensor&, const at::Tensor&, double)>
+      paged_attention;
+  c10::TypedOperatorHandle<at::Tensor(const at::Tensor&)> silu_and_mul;
+
+  static const LayerOps& get() {
+    static const LayerOps ops = [] {
+      auto& dispatcher = c10::Dispatcher::singleton();
+      auto find = [&](const char* name) { return dispatcher.findSchemaOrThrow(name, ""); };
+      return LayerOps{
+          find("a1::fused_add_rms_norm").typed<void(const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>(),
+          find("a1::linear").typed<at::Tensor(const at::Tensor&, const at::Tensor&, const OptionalTensor&)>(),
+          find("a1::rotary_embedding").typed<void(const at::Tensor&, const at::Tensor&, const at::Tensor&)>(),
+          find("a1::reshape_and_cache")
+              .typed<void(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                          const at::Tensor&)>(),
+          find("a1::paged_attention")
+              .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                const at::Tensor&, const at::Tensor&, double)>(),
+          find("a1::silu_and_mul").typed<at::Tensor(const at::Tensor&)>(),
+      };
+    }();
+    return ops;
+  }
+};
+
+at::Tensor decoder_layer(const at::Tensor& residual, const at::Tensor& hidden, const at::Tensor& input_norm_weight,
+                         const at::Tensor& qkv_weight, const OptionalTensor& qkv_bias, const at::Tensor& o_weight,
+                         const OptionalTensor& o_bias, const at::Tensor& post_norm_weight,
+                         const at::Tensor& gate_up_weight, const OptionalTensor& gate_up_bias,
+                         const at::Tensor& down_weight, const OptionalTensor& down_bias, const at::Tensor& cos,
+                         const at::Tensor& sin, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                         const at::Tensor& slot_mapping, const at::Tensor& block_table, const at::Tensor& seq_lens,
+                         const at::Tensor& query_start_loc, double eps, double scale) {
+  check_dim(hidden, "hidden", 2, "[T, H]");
+  check_paged_cache(k_cache, "k_cache");
+  check_dim(qkv_weight, "qkv_weight", 2, "[(num_heads + 2 * num_kv_heads) * head_dim, H]");
+  const int64_t tokens = hidden.size(0), num_kv_heads = k_cache.size(2), head_dim = k_cache.size(3);
+  TORCH_CHECK(head_dim > 0 && qkv_weight.size(0) % head_dim == 0, "qkv_weight.size(0) (", qkv_weight.size(0),
+              ") must be a multiple of k_cache.size(3) (head_dim=", head_dim, ")");
+  const int64_t num_heads = qkv_weight.size(0) / head_dim - 2 * num_kv_heads;
+  TORCH_CHECK(num_heads > 0, "qkv_weight.size(0) (", qkv_weight.size(0), ") must hold more than the 2 * ",
+              num_kv_heads, " k/v heads of head_dim ", head_dim, " that k_cache gives");
+  const LayerOps& ops = LayerOps::get();
+
+  ops.fused_add_rms_norm.call(hidden, residual, input_norm_weight, eps);  // residual += hidden; hidden = norm
+  const at::Tensor qkv = ops.linear.call(hidden, qkv_weight, qkv_bias).view({tokens, -1, head_dim});
+  ops.rotary_embedding.call(qkv.narrow(1, 0, num_heads + num_kv_heads), cos, sin);  // q and k heads, in place
+  const at::Tensor query = qkv.narrow(1, 0, num_heads);
+  const at::Tensor key = qkv.narrow(1, num_heads, num_kv_heads);
+  const at::Tensor value = qkv.narrow(1, num_heads + num_kv_heads, num_kv_heads);
+  ops.reshape_and_cache.call(key, value, k_cache, v_cache, slot_mapping);
+  const at::Tensor attention =
+      ops.paged_attention.call(query, k_cache, v_cache, block_table, seq_lens, query_start_loc, scale);
+  const at::Tensor projected = ops.linear.call(attention.view({tokens, num_heads * head_dim}), o_weight, o_bias);
+  ops.fused_add_rms_norm.call(projected, residual, post_norm_weight, eps);  // residual += attention; normalized
+  const at::Tensor gate_up = ops.linear.call(projected, gate_up_weight, gate_up_bias);
+  return ops.linear.call(ops.silu_and_mul.call(gate_up), down_weight, down_bias);
+}
+
+}  // namespace
+
+// The same composition on either device: every step dispatches to that device's kernels.
+TORCH_LIBRARY_IMPL(a1, CPU, m) { m.impl("decoder_layer", &decoder_layer); }
+TORCH_LIBRARY_IMPL(a1, CUDA, m) { m.impl("decoder_layer", &decoder_layer); }
+
+}  // namespace a1

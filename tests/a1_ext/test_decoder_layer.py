@@ -1,0 +1,103 @@
+"""a1::decoder_layer against the same ten a1 ops called one by one from Python (bit-identical: the
+op only moves the sequence into C++) and against its pure-torch twin reference.decoder_layer."""
+import pytest
+import torch
+
+from a1_ext import ops, reference
+from cuda_cases import attention_case, rotary_case
+
+HIDDEN, INTER, HEADS, KV_HEADS, HEAD_DIM, BLOCK = 96, 160, 4, 2, 16, 4
+
+
+def layer_case(q_lens, seq_lens, bias=False, seed=0):
+    """Arguments of decoder_layer for ragged rows: row b holds seq_lens[b] positions, of which the last
+    q_lens[b] are this step's tokens (their K/V slots are in slot_mapping, the rest already cached)."""
+    g = torch.Generator().manual_seed(seed)
+    _, k_cache, v_cache, table, lens, qsl, scale = attention_case(
+        torch.float32, HEAD_DIM, BLOCK, q_lens, seq_lens, HEADS, KV_HEADS, seed=seed
+    )
+    slots = [int(table[b, p // BLOCK]) * BLOCK + p % BLOCK
+             for b, (q, s) in enumerate(zip(q_lens, seq_lens)) for p in range(s - q, s)]
+    tokens = sum(q_lens)
+    _, cos, sin = rotary_case(tokens, HEADS + KV_HEADS, KV_HEADS, HEAD_DIM, seed=seed)
+
+    def weight(rows, cols):
+        return torch.randn(rows, cols, generator=g) / cols**0.5
+
+    def maybe_bias(size):
+        return 0.1 * torch.randn(size, generator=g) if bias else None
+
+    qkv_rows = (HEADS + 2 * KV_HEADS) * HEAD_DIM
+    return dict(
+        residual=torch.randn(tokens, HIDDEN, generator=g), hidden=torch.randn(tokens, HIDDEN, generator=g),
+        input_norm_weight=1 + 0.1 * torch.randn(HIDDEN, generator=g),
+        qkv_weight=weight(qkv_rows, HIDDEN), qkv_bias=maybe_bias(qkv_rows),
+        o_weight=weight(HIDDEN, HEADS * HEAD_DIM), o_bias=maybe_bias(HIDDEN),
+        post_norm_weight=1 + 0.1 * torch.randn(HIDDEN, generator=g),
+        gate_up_weight=weight(2 * INTER, HIDDEN), gate_up_bias=maybe_bias(2 * INTER),
+        down_weight=weight(HIDDEN, INTER), down_bias=maybe_bias(HIDDEN),
+        cos=cos, sin=sin, k_cache=k_cache, v_cache=v_cache, slot_mapping=torch.tensor(slots, dtype=torch.int64),
+        block_table=table, seq_lens=lens, query_start_loc=qsl, eps=1e-5, scale=scale,
+    )
+
+
+def op_by_op(a) -> torch.Tensor:
+    """The layer as the model ran it before the fused op: the same a1 ops, called from Python."""
+    tokens = a["hidden"].shape[0]
+    ops.fused_add_rms_norm(a["hidden"], a["residual"], a["input_norm_weight"], a["eps"])
+    qkv = ops.linear(a["hidden"], a["qkv_weight"], a["qkv_bias"]).view(tokens, -1, HEAD_DIM)
+    ops.rotary_embedding(qkv[:, : HEADS + KV_HEADS], a["cos"], a["sin"])
+    query, key, value = qkv.split([HEADS, KV_HEADS, KV_HEADS], dim=1)
+    ops.reshape_and_cache(key, value, a["k_cache"], a["v_cache"], a["slot_mapping"])
+    attention = ops.paged_attention(query, a["k_cache"], a["v_cache"], a["block_table"], a["seq_lens"],
+                                    a["query_start_loc"], a["scale"])
+    projected = ops.linear(attention.reshape(tokens, -1), a["o_weight"], a["o_bias"])
+    ops.fused_add_rms_norm(projected, a["residual"], a["post_norm_weight"], a["eps"])
+    gate_up = ops.linear(projected, a["gate_up_weight"], a["gate_up_bias"])
+    return ops.linear(ops.silu_and_mul(gate_up), a["down_weight"], a["down_bias"])
+
+
+def clone_case(a):
+    return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in a.items()}
+
+
+MUTATED = ["residual", "hidden", "k_cache", "v_cache"]
+CASES = [([1], [1]), ([1], [13]), ([1, 1, 1], [5, 9, 17]), ([7], [7]), ([3, 5], [10, 5])]
+
+
+@pytest.mark.parametrize("q_lens,seq_lens", CASES)
+@pytest.mark.parametrize("bias", [False, True])
+def test_decoder_layer_equals_the_ops_one_by_one(q_lens, seq_lens, bias):
+    case = layer_case(q_lens, seq_lens, bias)
+    fused, separate = clone_case(case), clone_case(case)
+    out = ops.decoder_layer(**fused)
+    want = op_by_op(separate)
+    assert torch.equal(out, want)
+    for name in MUTATED:
+        assert torch.equal(fused[name], separate[name]), name
+
+
+@pytest.mark.parametrize("q_lens,seq_lens", CASES)
+def test_decoder_layer_matches_twin(q_lens, seq_lens):
+    case = layer_case(q_lens, seq_lens, bias=True, seed=1)
+    fused, twin = clone_case(case), clone_case(case)
+    out = ops.decoder_layer(**fused)
+    want = reference.decoder_layer(**twin)
+    torch.testing.assert_close(out, want, atol=1e-4, rtol=1e-4)
+    for name in MUTATED:
+        torch.testing.assert_close(fused[name], twin[name], atol=1e-4, rtol=1e-4)
+
+
+def test_decoder_layer_rejects_qkv_rows_that_do_not_fit_the_heads():
+    case = layer_case([1], [3])
+    case["qkv_weight"] = case["qkv_weight"][:-3]
+    with pytest.raises(RuntimeError, match=r"qkv_weight.size\(0\) \(125\) must be a multiple of k_cache.size\(3\)"):
+        ops.decoder_layer(**case)
+    case["qkv_weight"] = torch.randn(2 * KV_HEADS * HEAD_DIM, HIDDEN)
+    with pytest.raises(RuntimeError, match="must hold more than the 2 \\* 2 k/v heads"):
+        ops.decoder_layer(**case)
+
+
+def test_decoder_layer_opcheck():
+    case = layer_case([1, 2], [6, 2], bias=True)
+    torch.library.opcheck(torch.ops.a1.decoder_layer.default, (), case)
