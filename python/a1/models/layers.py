@@ -77,6 +77,25 @@ class DecoderLayer(torch.nn.Module):
         self.attention = PagedAttention(config, dtype)
         self.post_attention_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
         self.mlp = SwiGLU(config, dtype)
+        self._weights: Optional[tuple] = None
+
+    def _apply(self, fn, recurse=True):
+        self._weights = None  # conversions may replace the Parameter objects (overwrite_module_params_on_conversion)
+        return super()._apply(fn, recurse)
+
+    def weights(self) -> tuple:
+        """decoder_layer's weight arguments, looked up once: through nn.Module's attribute fallback the
+        ten lookups cost ~20 us per layer per decode step. The Parameter objects are bound, so in-place
+        updates (copy_, load_state_dict, pack_parameters, .to() by default) are seen; conversions that
+        replace the objects clear the binding (_apply)."""
+        if self._weights is None:
+            attention, mlp = self.attention, self.mlp
+            self._weights = (
+                self.input_norm.weight, attention.qkv_weight, attention.qkv_bias, attention.o_weight,
+                attention.o_bias, self.post_attention_norm.weight, mlp.gate_up_weight, mlp.gate_up_bias,
+                mlp.down_weight, mlp.down_bias,
+            )
+        return self._weights
 
     def forward(
         self,
@@ -93,11 +112,8 @@ class DecoderLayer(torch.nn.Module):
         residual add rides on a norm. residual is updated and hidden overwritten in place. The whole
         layer is one op (ops.decoder_layer; spec: a1_ext.reference.decoder_layer): from Python, its ten
         steps would each cost an interpreter round trip per decode step."""
-        attention, mlp = self.attention, self.mlp
         return ops.decoder_layer(
-            residual, hidden, self.input_norm.weight,
-            attention.qkv_weight, attention.qkv_bias, attention.o_weight, attention.o_bias,
-            self.post_attention_norm.weight, mlp.gate_up_weight, mlp.gate_up_bias, mlp.down_weight, mlp.down_bias,
-            cos, sin, k_cache, v_cache, meta.slot_mapping, meta.block_table, meta.seq_lens, meta.query_start_loc,
-            self.input_norm.eps, attention.scale,
+            residual, hidden, *self.weights(), cos, sin, k_cache, v_cache,
+            meta.slot_mapping, meta.block_table, meta.seq_lens, meta.query_start_loc,
+            self.input_norm.eps, self.attention.scale,
         )

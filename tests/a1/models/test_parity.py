@@ -113,3 +113,28 @@ def test_rope_tables_match_transformers_bit_for_bit(tiny_checkpoint, name):
         longer, _ = ROPE_INIT_FUNCTIONS["dynamic"](hf_model.config, None, seq_len=torch.tensor(40))
         assert torch.equal(inv_frequencies(loaded.config, 40), longer)
         assert not torch.equal(longer, rotary.original_inv_freq)
+
+
+def test_layers_follow_weight_updates_after_a_forward(tiny_checkpoint):
+    """Each layer binds its weight Parameters at the first forward (DecoderLayer.weights): in-place
+    updates are seen, and a .to() that replaces the Parameters rebinds them."""
+    hf_model, directory = tiny_checkpoint("llama")
+    loaded = load_model(directory)
+    ids = loaded.tokenizer.encode(PROMPT)
+    before = PagedDriver(loaded.model, block_size=16).step([(0, ids)])
+    torch.testing.assert_close(before, hf_logits(hf_model, ids), atol=FP32_ATOL, rtol=0)
+    with torch.no_grad():
+        loaded.model.layers[0].mlp.down_weight.mul_(0.5)  # in place: same Parameter
+    halved = PagedDriver(loaded.model, block_size=16).step([(0, ids)])
+    hf_copy = copy.deepcopy(hf_model)
+    with torch.no_grad():
+        hf_copy.model.layers[0].mlp.down_proj.weight.mul_(0.5)
+    torch.testing.assert_close(halved, hf_logits(hf_copy, ids), atol=FP32_ATOL, rtol=0)
+    overwrite = torch.__future__.get_overwrite_module_params_on_conversion()
+    torch.__future__.set_overwrite_module_params_on_conversion(True)  # .to() makes new Parameter objects
+    try:
+        loaded.model.to(torch.bfloat16)  # a stale binding would feed the old fp32 weights to bf16 activations
+    finally:
+        torch.__future__.set_overwrite_module_params_on_conversion(overwrite)
+    converted = PagedDriver(loaded.model, block_size=16).step([(0, ids)])
+    assert (converted.float() - halved).abs().mean() < 0.05
