@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import a1_ext  # noqa: F401
-from a1.models.weight_arena import pack_parameters
+from a1.models.huge_pages import pack_parameters
 from a1_ext import ops, reference
 
 HIDDEN, INTERMEDIATE, LAYERS, VOCAB = 576, 1536, 30, 49152  # SmolLM2-135M

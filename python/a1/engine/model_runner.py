@@ -9,6 +9,7 @@ import torch
 
 from a1_ext import ops
 from a1.models.base import AttentionMetadata
+from a1.models.huge_pages import huge_page_zeros
 
 from .scheduler import ScheduledBatch
 from .sequence import GenerateTask, ScoreTask, Sequence
@@ -33,7 +34,10 @@ class ModelRunner:
             raise ValueError(f"model.kv_cache_shape must be [num_blocks, block_size, kv_heads, head_dim], got {shape}")
         self.kv_caches: list[tuple[torch.Tensor, torch.Tensor]] = []
         for _ in range(model.config.num_layers):  # one tensor per layer: K and V are its halves
-            kv = torch.zeros((2, *shape), dtype=model.dtype, device=self.device)
+            if self.device.type == "cpu":  # zero pages on first touch, 2 MiB at a time (a1.models.huge_pages)
+                kv = huge_page_zeros((2, *shape), model.dtype)
+            else:
+                kv = torch.zeros((2, *shape), dtype=model.dtype, device=self.device)
             self.kv_caches.append((kv[0], kv[1]))
 
     def _tensor(self, values: list, dtype: torch.dtype) -> torch.Tensor:

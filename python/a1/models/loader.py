@@ -14,7 +14,7 @@ from .gguf_loader import load_gguf_file
 from .hf_loader import load_hf_directory
 from .registry import BUILTIN_MODELS
 from .tokenizer import Tokenizer
-from .weight_arena import pack_parameters
+from .huge_pages import pack_parameters
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -31,7 +31,7 @@ def load_model(model: Union[str, os.PathLike], dtype: Optional[torch.dtype] = No
     """Load `model`: an HF directory (config.json, *.safetensors, tokenizer.json), a .gguf file, or a
     built-in name (see a1.models.registry.BUILTIN_MODELS). dtype defaults to float32; the weights
     are cast to it (GGUF weights are dequantized). The model is on the CPU, its parameters packed in
-    one huge-page buffer (a1.models.weight_arena); move it with .to()."""
+    one huge-page buffer (a1.models.huge_pages); move it with .to()."""
     dtype = torch.float32 if dtype is None else dtype
     if dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"dtype must be one of {SUPPORTED_DTYPES}, got {dtype}")

@@ -1,11 +1,12 @@
-"""pack_parameters: every parameter moved into one huge-page-advised buffer, values unchanged."""
+"""Huge-page CPU memory: pack_parameters moves every parameter into one arena with values unchanged;
+huge_page_zeros backs the engine's KV cache."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from a1.models import load_model
-from a1.models.weight_arena import huge_pages_supported, pack_parameters
+from a1.models.huge_pages import huge_page_zeros, huge_pages_supported, pack_parameters
 
 
 class TiedPair(torch.nn.Module):
@@ -70,3 +71,27 @@ def test_load_model_packs_the_weights(tiny_checkpoint):
     model = load_model(directory).model
     storages = {param.untyped_storage().data_ptr() for param in model.parameters()}
     assert len(storages) == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64])
+def test_huge_page_zeros(dtype):
+    zeros = huge_page_zeros((3, 5, 7), dtype)
+    assert zeros.shape == (3, 5, 7) and zeros.dtype == dtype and zeros.is_contiguous()
+    assert zeros.data_ptr() % (2 << 20) == 0
+    assert torch.equal(zeros, torch.zeros(3, 5, 7, dtype=dtype))
+    zeros[1, 2, 3] = 4  # writable, and the mapping outlives the views of it
+    view = zeros[1]
+    del zeros
+    assert view[2, 3] == 4 and view.sum() == 4
+
+
+def test_engine_kv_cache_is_in_huge_pages(tiny_checkpoint):
+    from a1.engine.model_runner import ModelRunner
+
+    _, directory = tiny_checkpoint("llama")
+    runner = ModelRunner(load_model(directory).model, num_blocks=8, block_size=4, eos_token_ids=[0])
+    k_cache, v_cache = runner.kv_caches[0]
+    assert k_cache.shape == (8, 4, 2, 16) and torch.count_nonzero(k_cache) == 0
+    assert k_cache.untyped_storage().data_ptr() % (2 << 20) == 0 and v_cache.data_ptr() > k_cache.data_ptr()
+    if huge_pages_supported():
+        assert "hg" in vm_flags_of_mapping(k_cache.data_ptr())
