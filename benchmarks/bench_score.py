@@ -1,4 +1,5 @@
-"""step_score / linear_step_score against their twins at scoring sizes (T=512 step tokens).
+"""step_score / linear_step_score against their twins at scoring sizes (T=512 step tokens; also T=24,
+one reasoning step, for linear_step_score).
 
 Run: pytest benchmarks/bench_score.py --benchmark-enable --benchmark-columns=median,iqr,rounds
 """
@@ -34,18 +35,19 @@ def test_step_score(benchmark, vocab, impl):
 
 @pytest.mark.parametrize("vocab", [49152, 152064])
 @pytest.mark.parametrize("impl", ["kernel", "twin"])
-def test_linear_step_score(benchmark, vocab, impl):
+@pytest.mark.parametrize("num_tokens", [24, NUM_TOKENS])  # one reasoning step; a long scored segment
+def test_linear_step_score(benchmark, vocab, impl, num_tokens):
     torch.manual_seed(1)
     hidden_size = 576  # SmolLM2-135M
-    hidden = torch.randn(NUM_TOKENS, hidden_size)
+    hidden = torch.randn(num_tokens, hidden_size)
     lm_head = torch.randn(vocab, hidden_size) / hidden_size**0.5
-    token_ids = torch.randint(0, vocab, (NUM_TOKENS,))
-    cu_seqlens = torch.tensor([0, 200, NUM_TOKENS], dtype=torch.int32)
+    token_ids = torch.randint(0, vocab, (num_tokens,))
+    cu_seqlens = torch.tensor([0, num_tokens // 3, num_tokens], dtype=torch.int32)
     fn = ops.linear_step_score if impl == "kernel" else reference.linear_step_score
-    benchmark.group = f"linear_step_score T={NUM_TOKENS} H={hidden_size} V={vocab}"
-    setup = (f"hidden = torch.randn({NUM_TOKENS}, {hidden_size}); lm_head = torch.randn({vocab}, {hidden_size}); "
-             f"ids = torch.randint(0, {vocab}, ({NUM_TOKENS},))")
+    benchmark.group = f"linear_step_score T={num_tokens} H={hidden_size} V={vocab}"
+    setup = (f"hidden = torch.randn({num_tokens}, {hidden_size}); lm_head = torch.randn({vocab}, {hidden_size}); "
+             f"ids = torch.randint(0, {vocab}, ({num_tokens},))")
     call = (f"{'ops' if impl == 'kernel' else 'reference'}.linear_step_score("
-            f"hidden, lm_head, ids, torch.tensor([0, {NUM_TOKENS}]), 1.0, 4096)")
+            f"hidden, lm_head, ids, torch.tensor([0, {num_tokens}]), 1.0, 4096)")
     benchmark.extra_info["peak_extra_MB"] = peak_extra_mb(setup, call)
     benchmark(fn, hidden, lm_head, token_ids, cu_seqlens, 1.0, 4096)

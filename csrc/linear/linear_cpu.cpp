@@ -9,6 +9,7 @@
 #include <torch/library.h>
 
 #include "linear/linear_checks.h"
+#include "linear/linear_cpu.h"
 #include "linear/skinny_gemm_kernels.h"
 
 namespace a1 {
@@ -24,6 +25,8 @@ bool use_skinny_kernel(const at::Tensor& x, const at::Tensor& weight) {
   return x.scalar_type() == at::kFloat && x.size(0) >= 1 && x.size(0) <= kSkinnyMaxTokens && x.size(1) >= 1 &&
          weight.size(0) >= 1 && (x.stride(1) == 1 || x.size(1) == 1) && (weight.stride(1) == 1 || weight.size(1) == 1);
 }
+
+}  // namespace
 
 at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
   check_linear_inputs(x, weight, bias);
@@ -57,8 +60,6 @@ at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::
   }
   return out;
 }
-
-}  // namespace
 
 TORCH_LIBRARY_IMPL(a1, CPU, m) { m.impl("linear", &linear_cpu); }
 

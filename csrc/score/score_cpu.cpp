@@ -12,6 +12,7 @@
 
 #include "common/checks.h"
 #include "common/softmax.h"
+#include "linear/linear_cpu.h"
 
 namespace a1 {
 namespace {
@@ -100,7 +101,8 @@ std::tuple<at::Tensor, at::Tensor> linear_step_score_cpu(const at::Tensor& hidde
   for (int64_t start = 0; start < vocab; start += chunk) {
     const int64_t len = std::min(chunk, vocab - start);
     const at::Tensor weight = lm_head.narrow(0, start, len).to(at::kFloat);
-    const at::Tensor tile = at::mm(hidden_f32, weight.t()).contiguous();
+    // a1's linear: a scored step of a few tokens streams the LM head once instead of through BLAS.
+    const at::Tensor tile = linear_cpu(hidden_f32, weight, std::nullopt);
     const float* tile_data = tile.data_ptr<float>();
     at::parallel_for(0, num_tokens, 16, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
