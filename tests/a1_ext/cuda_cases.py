@@ -139,3 +139,40 @@ def cuda_skip_reason() -> Optional[str]:
 def op_devices() -> list[str]:
     """Devices an op test should run on: the CPU, plus CUDA when a device and the kernels exist."""
     return ["cpu"] if cuda_skip_reason() else ["cpu", "cuda"]
+
+
+# A small decoder layer: hidden 96, MLP 160, 4 query heads over 2 KV heads of 16, KV blocks of 4.
+DECODER_HIDDEN, DECODER_INTER, DECODER_HEADS, DECODER_KV_HEADS, DECODER_HEAD_DIM, DECODER_BLOCK = 96, 160, 4, 2, 16, 4
+
+
+def layer_case(q_lens, seq_lens, bias=False, seed=0):
+    """Arguments of decoder_layer for ragged rows: row b holds seq_lens[b] positions, of which the last
+    q_lens[b] are this step's tokens (their K/V slots are in slot_mapping, the rest already cached)."""
+    g = torch.Generator().manual_seed(seed)
+    _, k_cache, v_cache, table, lens, qsl, scale = attention_case(
+        torch.float32, DECODER_HEAD_DIM, DECODER_BLOCK, q_lens, seq_lens, DECODER_HEADS, DECODER_KV_HEADS, seed=seed
+    )
+    slots = [int(table[b, p // DECODER_BLOCK]) * DECODER_BLOCK + p % DECODER_BLOCK
+             for b, (q, s) in enumerate(zip(q_lens, seq_lens)) for p in range(s - q, s)]
+    tokens = sum(q_lens)
+    _, cos, sin = rotary_case(tokens, DECODER_HEADS + DECODER_KV_HEADS, DECODER_KV_HEADS, DECODER_HEAD_DIM, seed=seed)
+
+    def weight(rows, cols):
+        return torch.randn(rows, cols, generator=g) / cols**0.5
+
+    def maybe_bias(size):
+        return 0.1 * torch.randn(size, generator=g) if bias else None
+
+    qkv_rows = (DECODER_HEADS + 2 * DECODER_KV_HEADS) * DECODER_HEAD_DIM
+    return dict(
+        residual=torch.randn(tokens, DECODER_HIDDEN, generator=g),
+        hidden=torch.randn(tokens, DECODER_HIDDEN, generator=g),
+        input_norm_weight=1 + 0.1 * torch.randn(DECODER_HIDDEN, generator=g),
+        qkv_weight=weight(qkv_rows, DECODER_HIDDEN), qkv_bias=maybe_bias(qkv_rows),
+        o_weight=weight(DECODER_HIDDEN, DECODER_HEADS * DECODER_HEAD_DIM), o_bias=maybe_bias(DECODER_HIDDEN),
+        post_norm_weight=1 + 0.1 * torch.randn(DECODER_HIDDEN, generator=g),
+        gate_up_weight=weight(2 * DECODER_INTER, DECODER_HIDDEN), gate_up_bias=maybe_bias(2 * DECODER_INTER),
+        down_weight=weight(DECODER_HIDDEN, DECODER_INTER), down_bias=maybe_bias(DECODER_HIDDEN),
+        cos=cos, sin=sin, k_cache=k_cache, v_cache=v_cache, slot_mapping=torch.tensor(slots, dtype=torch.int64),
+        block_table=table, seq_lens=lens, query_start_loc=qsl, eps=1e-5, scale=scale,
+    )

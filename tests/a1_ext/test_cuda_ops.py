@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cuda_cases import (activation_case, assert_close_up_to_rounding, attention_case, cuda_skip_reason, norm_case,
-                        reference, rotary_case, sampling_params, score_case, verify_case)
+from cuda_cases import (activation_case, assert_close_up_to_rounding, attention_case, cuda_skip_reason, layer_case,
+                        norm_case, reference, rotary_case, sampling_params, score_case, verify_case)
 
 _reason = cuda_skip_reason()
 if _reason:
@@ -134,6 +134,20 @@ def test_linear(dtype, tokens, out_features, in_features):
     with pytest.raises(RuntimeError, match="weight must be on"):
         ops.linear(x.to(CUDA), weight, None)
     torch.library.opcheck(torch.ops.a1.linear.default, tuple(to(CUDA, x, weight, bias)))
+
+
+@pytest.mark.parametrize("q_lens,seq_lens", [([1], [13]), ([1, 1, 1], [5, 9, 17]), ([3, 5], [10, 5])])
+def test_decoder_layer(q_lens, seq_lens):
+    """The composite op on CUDA tensors runs the CUDA kernels: same result as on the CPU."""
+    case = layer_case(q_lens, seq_lens, bias=True)
+    on_cuda = {k: v.to(CUDA) if isinstance(v, torch.Tensor) else v for k, v in case.items()}
+    on_cpu = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case.items()}
+    got = ops.decoder_layer(**on_cuda)
+    want = ops.decoder_layer(**on_cpu)
+    assert got.device.type == "cuda"
+    assert_close(got, want)
+    for name in ("residual", "hidden", "k_cache", "v_cache"):
+        assert_close(on_cuda[name], on_cpu[name])
 
 
 # ------------------------------------------------------------------------------------------ activation

@@ -4,41 +4,10 @@ import pytest
 import torch
 
 from a1_ext import ops, reference
-from cuda_cases import attention_case, rotary_case
-
-HIDDEN, INTER, HEADS, KV_HEADS, HEAD_DIM, BLOCK = 96, 160, 4, 2, 16, 4
-
-
-def layer_case(q_lens, seq_lens, bias=False, seed=0):
-    """Arguments of decoder_layer for ragged rows: row b holds seq_lens[b] positions, of which the last
-    q_lens[b] are this step's tokens (their K/V slots are in slot_mapping, the rest already cached)."""
-    g = torch.Generator().manual_seed(seed)
-    _, k_cache, v_cache, table, lens, qsl, scale = attention_case(
-        torch.float32, HEAD_DIM, BLOCK, q_lens, seq_lens, HEADS, KV_HEADS, seed=seed
-    )
-    slots = [int(table[b, p // BLOCK]) * BLOCK + p % BLOCK
-             for b, (q, s) in enumerate(zip(q_lens, seq_lens)) for p in range(s - q, s)]
-    tokens = sum(q_lens)
-    _, cos, sin = rotary_case(tokens, HEADS + KV_HEADS, KV_HEADS, HEAD_DIM, seed=seed)
-
-    def weight(rows, cols):
-        return torch.randn(rows, cols, generator=g) / cols**0.5
-
-    def maybe_bias(size):
-        return 0.1 * torch.randn(size, generator=g) if bias else None
-
-    qkv_rows = (HEADS + 2 * KV_HEADS) * HEAD_DIM
-    return dict(
-        residual=torch.randn(tokens, HIDDEN, generator=g), hidden=torch.randn(tokens, HIDDEN, generator=g),
-        input_norm_weight=1 + 0.1 * torch.randn(HIDDEN, generator=g),
-        qkv_weight=weight(qkv_rows, HIDDEN), qkv_bias=maybe_bias(qkv_rows),
-        o_weight=weight(HIDDEN, HEADS * HEAD_DIM), o_bias=maybe_bias(HIDDEN),
-        post_norm_weight=1 + 0.1 * torch.randn(HIDDEN, generator=g),
-        gate_up_weight=weight(2 * INTER, HIDDEN), gate_up_bias=maybe_bias(2 * INTER),
-        down_weight=weight(HIDDEN, INTER), down_bias=maybe_bias(HIDDEN),
-        cos=cos, sin=sin, k_cache=k_cache, v_cache=v_cache, slot_mapping=torch.tensor(slots, dtype=torch.int64),
-        block_table=table, seq_lens=lens, query_start_loc=qsl, eps=1e-5, scale=scale,
-    )
+from cuda_cases import DECODER_HEAD_DIM as HEAD_DIM
+from cuda_cases import DECODER_HEADS as HEADS
+from cuda_cases import DECODER_KV_HEADS as KV_HEADS
+from cuda_cases import layer_case
 
 
 def op_by_op(a) -> torch.Tensor:
