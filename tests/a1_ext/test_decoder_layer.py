@@ -5,6 +5,7 @@ import torch
 
 from a1_ext import ops, reference
 from cuda_cases import DECODER_HEAD_DIM as HEAD_DIM
+from cuda_cases import DECODER_HIDDEN as HIDDEN
 from cuda_cases import DECODER_HEADS as HEADS
 from cuda_cases import DECODER_KV_HEADS as KV_HEADS
 from cuda_cases import layer_case
