@@ -31,11 +31,22 @@ struct SamplingScratch {
   explicit SamplingScratch(int64_t vocab) : filtered(vocab), weights(vocab) {}
 };
 
-inline int64_t first_argmax(const float* x, int64_t n) {
-  int64_t best = 0;
-  for (int64_t i = 1; i < n; ++i)
-    if (x[i] > x[best]) best = i;
-  return best;
+// The first index of the largest value (NaNs never win; x[0] = NaN returns 0), i.e. the result of
+// `best = 0; for i: if (x[i] > x[best]) best = i`. That loop carries a dependence through x[best]
+// and does not vectorize (~75 us per 49152-token row); this is a vector max then a scan for it.
+A1_MULTIVERSION inline int64_t first_argmax(const float* x, int64_t n) {
+  if (std::isnan(x[0])) return 0;
+  simd::f32x8 running = simd::broadcast(kNegInf);
+  int64_t i = 0;
+  for (; i + simd::kWidth <= n; i += simd::kWidth) {
+    const simd::f32x8 v = simd::load(x + i);
+    running = v > running ? v : running;  // a NaN lane compares false and is skipped
+  }
+  float best = simd::horizontal_max(running);
+  for (; i < n; ++i) best = x[i] > best ? x[i] : best;
+  for (int64_t j = 0; j < n; ++j)
+    if (x[j] == best) return j;
+  return 0;  // every value NaN or -inf past x[0] = -inf
 }
 
 // out[v] = logits[v] / temperature, or -inf outside top-k (ties at the k-th value kept) and

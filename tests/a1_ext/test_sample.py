@@ -65,6 +65,20 @@ def test_sample_greedy_is_argmax_and_logprob_is_raw():
     torch.testing.assert_close(logprob, torch.log_softmax(logits, -1).gather(1, ids[:, None])[:, 0])
 
 
+@pytest.mark.parametrize("vocab", [1, 7, 8, 9, 333, 49152])
+def test_greedy_takes_the_first_of_tied_maxima_anywhere_in_the_row(vocab):
+    rows = torch.zeros(6, vocab)
+    rows[0, -1] = 1.0  # in the scalar tail
+    rows[1, :] = float("-inf")  # nothing finite: the first index
+    rows[2, vocab // 2 :] = 3.0  # a tie from the middle on
+    rows[3, vocab // 3] = float("inf")
+    rows[4, -1], rows[4, vocab // 2] = 2.0, 2.0  # tie between the middle and the tail
+    rows[5] = torch.linspace(-1, 1, vocab).flip(0)  # the first element
+    ids, _ = ops.sample(rows, **_params(6, temperature=0.0))
+    want = [vocab - 1, 0, vocab // 2, vocab // 3, vocab // 2, 0]
+    assert ids.tolist() == want and torch.equal(ids, rows.argmax(-1))
+
+
 def test_sample_is_reproducible_per_seed_and_offset():
     torch.manual_seed(5)
     logits = torch.randn(64, 500)
