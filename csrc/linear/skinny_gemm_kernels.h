@@ -1,10 +1,11 @@
 // Torch-free fp32 kernel of a1::linear for few tokens: out[T, N] = x[T, K] @ weight[N, K]^T + bias.
 //
 // Why not BLAS: a decode step multiplies a handful of token rows by every weight matrix, so the
-// work is streaming the weights from memory once (batch 1: 538 MB per token for SmolLM2-135M). A
-// BLAS sgemm tuned for square problems packs and re-reads panels and reaches ~22 GB/s here at one
-// token and far less at 4-8 tokens; this kernel reads each weight row once per call, straight from
-// its row-major [N, K] layout, and multiplies it into every token row while it sits in registers.
+// work is streaming the weights from memory once (batch 1: 538 MB per token for SmolLM2-135M). At
+// one token MKL's sgemv does that too, but at 2-8 tokens its sgemm re-reads packed panels and falls
+// to 10-13 GB/s here against ~23 GB/s (benchmarks/RESULTS.md §1); this kernel reads each weight row
+// once per call, straight from its row-major [N, K] layout, and multiplies it into every token row
+// while it sits in registers.
 //
 // Register tile: R weight rows x TT token rows of vector accumulators along K; each step loads R
 // weight vectors and TT token vectors for R * TT FMAs. A thread owns a contiguous range of weight
