@@ -174,14 +174,14 @@ def decoder_layer(
     block_table, seq_lens, query_start_loc, eps, scale,
 ) -> torch.Tensor:
     tokens, (num_kv_heads, head_dim) = hidden.shape[0], k_cache.shape[2:]
+    num_heads = qkv_weight.shape[0] // head_dim - 2 * num_kv_heads
     fused_add_rms_norm(hidden, residual, input_norm_weight, eps)
-    qkv = linear(hidden, qkv_weight, qkv_bias).view(tokens, -1, head_dim)
-    num_heads = qkv.shape[1] - 2 * num_kv_heads
+    qkv = linear(hidden, qkv_weight, qkv_bias).view(tokens, num_heads + 2 * num_kv_heads, head_dim)
     rotary_embedding(qkv[:, : num_heads + num_kv_heads], cos, sin)
     query, key, value = qkv.split([num_heads, num_kv_heads, num_kv_heads], dim=1)
     reshape_and_cache(key, value, k_cache, v_cache, slot_mapping)
     attention = paged_attention(query, k_cache, v_cache, block_table, seq_lens, query_start_loc, scale)
-    projected = linear(attention.reshape(tokens, -1), o_weight, o_bias)
+    projected = linear(attention.reshape(tokens, num_heads * head_dim), o_weight, o_bias)
     fused_add_rms_norm(projected, residual, post_norm_weight, eps)
     return linear(silu_and_mul(linear(projected, gate_up_weight, gate_up_bias)), down_weight, down_bias)
 

@@ -72,7 +72,8 @@ at::Tensor decoder_layer(const at::Tensor& residual, const at::Tensor& hidden, c
   const LayerOps& ops = LayerOps::get();
 
   ops.fused_add_rms_norm.call(hidden, residual, input_norm_weight, eps);  // residual += hidden; hidden = norm
-  const at::Tensor qkv = ops.linear.call(hidden, qkv_weight, qkv_bias).view({tokens, -1, head_dim});
+  const at::Tensor qkv =
+      ops.linear.call(hidden, qkv_weight, qkv_bias).view({tokens, num_heads + 2 * num_kv_heads, head_dim});
   ops.rotary_embedding.call(qkv.narrow(1, 0, num_heads + num_kv_heads), cos, sin);  // q and k heads, in place
   const at::Tensor query = qkv.narrow(1, 0, num_heads);
   const at::Tensor key = qkv.narrow(1, num_heads, num_kv_heads);

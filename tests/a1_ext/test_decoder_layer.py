@@ -15,13 +15,13 @@ def op_by_op(a) -> torch.Tensor:
     """The layer as the model ran it before the fused op: the same a1 ops, called from Python."""
     tokens = a["hidden"].shape[0]
     ops.fused_add_rms_norm(a["hidden"], a["residual"], a["input_norm_weight"], a["eps"])
-    qkv = ops.linear(a["hidden"], a["qkv_weight"], a["qkv_bias"]).view(tokens, -1, HEAD_DIM)
+    qkv = ops.linear(a["hidden"], a["qkv_weight"], a["qkv_bias"]).view(tokens, HEADS + 2 * KV_HEADS, HEAD_DIM)
     ops.rotary_embedding(qkv[:, : HEADS + KV_HEADS], a["cos"], a["sin"])
     query, key, value = qkv.split([HEADS, KV_HEADS, KV_HEADS], dim=1)
     ops.reshape_and_cache(key, value, a["k_cache"], a["v_cache"], a["slot_mapping"])
     attention = ops.paged_attention(query, a["k_cache"], a["v_cache"], a["block_table"], a["seq_lens"],
                                     a["query_start_loc"], a["scale"])
-    projected = ops.linear(attention.reshape(tokens, -1), a["o_weight"], a["o_bias"])
+    projected = ops.linear(attention.reshape(tokens, HEADS * HEAD_DIM), a["o_weight"], a["o_bias"])
     ops.fused_add_rms_norm(projected, a["residual"], a["post_norm_weight"], a["eps"])
     gate_up = ops.linear(projected, a["gate_up_weight"], a["gate_up_bias"])
     return ops.linear(ops.silu_and_mul(gate_up), a["down_weight"], a["down_bias"])
@@ -32,7 +32,7 @@ def clone_case(a):
 
 
 MUTATED = ["residual", "hidden", "k_cache", "v_cache"]
-CASES = [([1], [1]), ([1], [13]), ([1, 1, 1], [5, 9, 17]), ([7], [7]), ([3, 5], [10, 5])]
+CASES = [([1], [1]), ([1], [13]), ([1, 1, 1], [5, 9, 17]), ([7], [7]), ([3, 5], [10, 5]), ([0, 2], [3, 5]), ([0], [3])]
 
 
 @pytest.mark.parametrize("q_lens,seq_lens", CASES)
