@@ -2,6 +2,8 @@
 huge_page_zeros backs the engine's KV cache."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -95,3 +97,17 @@ def test_engine_kv_cache_is_in_huge_pages(tiny_checkpoint):
     assert k_cache.untyped_storage().data_ptr() % (2 << 20) == 0 and v_cache.data_ptr() > k_cache.data_ptr()
     if huge_pages_supported():
         assert "hg" in vm_flags_of_mapping(k_cache.data_ptr())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_pack_without_transparent_huge_pages(monkeypatch):
+    """Where the kernel has no THP (or Python no MADV_HUGEPAGE) the arena is plain pages: same values."""
+    import a1.models.huge_pages as huge_pages
+
+    monkeypatch.setattr(huge_pages, "huge_pages_supported", lambda: False)
+    module = TiedPair()
+    before = {name: param.detach().clone() for name, param in module.named_parameters()}
+    info = huge_pages.pack_parameters(module)
+    assert not info.huge_pages_advised and "hg" not in vm_flags_of_mapping(info.address)
+    for name, param in module.named_parameters():
+        assert torch.equal(param, before[name])
