@@ -23,8 +23,7 @@ void reshape_and_cache_cuda(const at::Tensor& key, const at::Tensor& value, cons
                             const at::Tensor& v_cache, const at::Tensor& slot_mapping) {
   check_dim(key, "key", 3, "[T, num_kv_heads, head_dim]");
   TORCH_CHECK(value.sizes() == key.sizes(), "value must have key's shape ", key.sizes(), ", got ", value.sizes());
-  TORCH_CHECK(value.scalar_type() == key.scalar_type(), "value must have key's dtype ", key.scalar_type(), ", got ",
-              value.scalar_type());
+  check_same_dtype(value, "value", key, "key");
   const auto device = k_cache.device();
   TORCH_CHECK(device.is_cuda(), "k_cache must be a CUDA tensor, got ", device);
   check_on_device(key, "key", device);

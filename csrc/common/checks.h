@@ -40,6 +40,12 @@ inline void check_same_device(const at::Tensor& t, const char* name, const at::T
               ", got ", t.device());
 }
 
+// "<name> must have <ref_name>'s dtype D, got E".
+inline void check_same_dtype(const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name) {
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), name, " must have ", ref_name, "'s dtype ", ref.scalar_type(),
+              ", got ", t.scalar_type());
+}
+
 inline void check_size(const at::Tensor& t, const char* name, int64_t dim, int64_t expected,
                        const char* what) {
   TORCH_CHECK(t.size(dim) == expected, name, ".size(", dim, ") must equal ", what, " (", expected,

@@ -13,14 +13,12 @@ inline void check_linear_inputs(const at::Tensor& x, const at::Tensor& weight, c
   check_float_dtype(x, "x");
   check_dim(weight, "weight", 2, "[N, K]");
   check_same_device(weight, "weight", x, "x");
-  TORCH_CHECK(weight.scalar_type() == x.scalar_type(), "weight must have x's dtype ", x.scalar_type(), ", got ",
-              weight.scalar_type());
+  check_same_dtype(weight, "weight", x, "x");
   check_size(weight, "weight", 1, x.size(1), "x.size(1) (K)");
   if (bias.has_value()) {
     check_dim(*bias, "bias", 1, "[N]");
     check_same_device(*bias, "bias", x, "x");
-    TORCH_CHECK(bias->scalar_type() == x.scalar_type(), "bias must have x's dtype ", x.scalar_type(), ", got ",
-                bias->scalar_type());
+    check_same_dtype(*bias, "bias", x, "x");
     check_size(*bias, "bias", 0, weight.size(0), "weight.size(0) (N)");
   }
 }

@@ -15,8 +15,7 @@ inline void check_norm_inputs(const at::Tensor& x, const at::Tensor& weight, dou
   check_float_dtype(x, "x");
   check_dim(weight, "weight", 1, "[H]");
   check_same_device(weight, "weight", x, "x");
-  TORCH_CHECK(weight.scalar_type() == x.scalar_type(), "weight must have x's dtype ", x.scalar_type(), ", got ",
-              weight.scalar_type());
+  check_same_dtype(weight, "weight", x, "x");
   check_size(weight, "weight", 0, x.size(1), "x.size(1) (H)");
   TORCH_CHECK(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got ", eps);
 }
@@ -32,8 +31,7 @@ inline void check_rows_contiguous(const at::Tensor& t, const char* name) {
 inline void check_fused_residual(const at::Tensor& x, const at::Tensor& residual) {
   TORCH_CHECK(residual.sizes() == x.sizes(), "residual must have x's shape ", x.sizes(), ", got ", residual.sizes());
   check_same_device(residual, "residual", x, "x");
-  TORCH_CHECK(residual.scalar_type() == x.scalar_type(), "residual must have x's dtype ", x.scalar_type(), ", got ",
-              residual.scalar_type());
+  check_same_dtype(residual, "residual", x, "x");
   check_rows_contiguous(x, "x");
   check_rows_contiguous(residual, "residual");
   at::assert_no_internal_overlap(x);

@@ -32,8 +32,7 @@ inline void check_rotary_inputs(const at::Tensor& x, const at::Tensor& cos, cons
   for (const auto& [table, name] : {std::pair{&cos, "cos"}, std::pair{&sin, "sin"}}) {
     check_dim(*table, name, 2, "[T, head_dim]");
     check_same_device(*table, name, x, "x");
-    TORCH_CHECK(table->scalar_type() == x.scalar_type(), name, " must have x's dtype ", x.scalar_type(), ", got ",
-                table->scalar_type());
+    check_same_dtype(*table, name, x, "x");
     check_size(*table, name, 0, x.size(0), "x.size(0) (T)");
     check_size(*table, name, 1, head_dim, "x.size(2) (head_dim)");
   }

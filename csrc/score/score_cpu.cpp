@@ -86,8 +86,7 @@ std::tuple<at::Tensor, at::Tensor> linear_step_score_cpu(const at::Tensor& hidde
   check_dim(hidden, "hidden", 2, "[T, H]");
   check_dim(lm_head, "lm_head", 2, "[V, H]");
   check_float_dtype(hidden, "hidden");
-  TORCH_CHECK(lm_head.scalar_type() == hidden.scalar_type(), "lm_head must have hidden's dtype ",
-              hidden.scalar_type(), ", got ", lm_head.scalar_type());
+  check_same_dtype(lm_head, "lm_head", hidden, "hidden");
   check_size(lm_head, "lm_head", 1, hidden.size(1), "hidden.size(1)");
   TORCH_CHECK(chunk > 0, "chunk must be > 0, got ", chunk);
   const int64_t num_tokens = hidden.size(0), vocab = lm_head.size(0);

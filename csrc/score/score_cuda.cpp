@@ -71,8 +71,7 @@ std::tuple<at::Tensor, at::Tensor> linear_step_score_cuda(const at::Tensor& hidd
   const auto device = hidden_in.device();
   TORCH_CHECK(device.is_cuda(), "hidden must be a CUDA tensor, got ", device);
   check_on_device(lm_head_in, "lm_head", device);
-  TORCH_CHECK(lm_head_in.scalar_type() == hidden_in.scalar_type(), "lm_head must have hidden's dtype ",
-              hidden_in.scalar_type(), ", got ", lm_head_in.scalar_type());
+  check_same_dtype(lm_head_in, "lm_head", hidden_in, "hidden");
   check_size(lm_head_in, "lm_head", 1, hidden_in.size(1), "hidden.size(1) (H)");
   TORCH_CHECK(lm_head_in.size(0) > 0, "lm_head must have a non-empty vocabulary (V > 0)");
   TORCH_CHECK(chunk > 0, "chunk must be > 0, got ", chunk);
