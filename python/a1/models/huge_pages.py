@@ -9,6 +9,7 @@ the caches), and an anonymous mapping is zero without a pass over the whole budg
 """
 from __future__ import annotations
 
+import math
 import mmap
 import sys
 from dataclasses import dataclass
@@ -55,11 +56,8 @@ def huge_page_bytes(nbytes: int) -> torch.Tensor:
 
 def huge_page_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """torch.zeros(shape, dtype=dtype) on the CPU, in huge-page memory (see huge_page_bytes)."""
-    numel = 1
-    for size in shape:
-        numel *= size
     element = torch.empty((), dtype=dtype).element_size()
-    return huge_page_bytes(numel * element).view(dtype).view(shape)
+    return huge_page_bytes(math.prod(shape) * element).view(dtype).view(shape)
 
 
 def _aligned(offset: int) -> int:
