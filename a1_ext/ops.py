@@ -59,10 +59,37 @@ def rotary_embedding(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> N
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """F.linear for 2-D x: x [T, K] @ weight [N, K]^T (+ bias [N]), one float dtype, a new contiguous
-    [T, N]. On the CPU, fp32 inputs of up to 32 rows (decode steps) stream each weight row once
-    through a1's kernel instead of BLAS; the sums may differ from torch's in the last bits."""
+    """F.linear for 2-D x: x [T, K] @ W^T (+ bias [N]), one float dtype, a new contiguous [T, N].
+    weight is W [N, K], or W as panels [N / 16, K, 16] (to_weight_panels). On the CPU, fp32 panels
+    run a1's outer-product kernel for any T, and fp32 [N, K] weights with up to 32 rows (decode steps)
+    stream each weight row once instead of going to BLAS; the sums may differ from torch's in the
+    last bits."""
     return _ops.linear.default(x, weight, bias)
+
+
+LINEAR_PANEL_WIDTH = 16  # output features per panel of a panel-packed linear weight
+
+
+def to_weight_panels(weight: torch.Tensor) -> torch.Tensor:
+    """W [N, K] as panels [N / 16, K, 16], panels[p, k, i] = W[16 p + i, k] (a new contiguous
+    tensor): for each k, 16 output features side by side, the layout a1's CPU linear kernel
+    multiplies at full FMA rate. N must be a multiple of 16."""
+    if weight.dim() != 2 or weight.shape[0] % LINEAR_PANEL_WIDTH != 0:
+        raise ValueError(f"weight must be [N, K] with N a multiple of {LINEAR_PANEL_WIDTH}, got shape {tuple(weight.shape)}")
+    n, k = weight.shape
+    return weight.view(n // LINEAR_PANEL_WIDTH, LINEAR_PANEL_WIDTH, k).transpose(1, 2).contiguous()
+
+
+def from_weight_panels(panels: torch.Tensor) -> torch.Tensor:
+    """The inverse of to_weight_panels: panels [N / 16, K, 16] -> W [N, K] (a new contiguous tensor)."""
+    if panels.dim() != 3 or panels.shape[2] != LINEAR_PANEL_WIDTH:
+        raise ValueError(f"panels must be [N / 16, K, {LINEAR_PANEL_WIDTH}], got shape {tuple(panels.shape)}")
+    return panels.transpose(1, 2).reshape(-1, panels.shape[1])
+
+
+def linear_out_features(weight: torch.Tensor) -> int:
+    """N of a linear weight [N, K] or of its panels [N / 16, K, 16]."""
+    return weight.shape[0] * weight.shape[2] if weight.dim() == 3 else weight.shape[0]
 
 
 def decoder_layer(
@@ -94,7 +121,7 @@ def decoder_layer(
     qkv projection (q, k, v heads stacked: (Hq + 2 Hkv) * D rows), RoPE on q and k, K/V written at
     slot_mapping, paged attention, o projection, residual += it, normalized, SwiGLU MLP. Returns the
     MLP output [T, H]; the next layer's norm adds it to residual. Heads and head_dim come from
-    k_cache [num_blocks, block_size, Hkv, D] and qkv_weight."""
+    k_cache [num_blocks, block_size, Hkv, D] and qkv_weight. Weights may be [N, K] or panels (linear)."""
     return _ops.decoder_layer.default(
         residual, hidden, input_norm_weight, qkv_weight, qkv_bias, o_weight, o_bias, post_norm_weight,
         gate_up_weight, gate_up_bias, down_weight, down_bias, cos, sin, k_cache, v_cache, slot_mapping,
@@ -124,7 +151,8 @@ def linear_step_score(
     chunk: int = 4096,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """step_score of logits = hidden @ lm_head.T, computed `chunk` vocab rows at a time so that the
-    [T, V] logits never exist."""
+    [T, V] logits never exist. lm_head is [V, H] or its panels [V / 16, H, 16] (to_weight_panels;
+    the CPU then rounds `chunk` up to whole panels)."""
     return _ops.linear_step_score.default(hidden, lm_head, token_ids, cu_seqlens, temperature, chunk)
 
 
@@ -202,13 +230,13 @@ def _rotary_embedding_fake(x, cos, sin) -> None:
 
 @torch.library.register_fake("a1::linear")
 def _linear_fake(x, weight, bias=None):
-    return x.new_empty((x.shape[0], weight.shape[0]))
+    return x.new_empty((x.shape[0], linear_out_features(weight)))
 
 
 @torch.library.register_fake("a1::decoder_layer")
 def _decoder_layer_fake(residual, hidden, input_norm_weight, qkv_weight, qkv_bias, o_weight, o_bias,
                         post_norm_weight, gate_up_weight, gate_up_bias, down_weight, down_bias, *rest):
-    return hidden.new_empty((hidden.shape[0], down_weight.shape[0]))
+    return hidden.new_empty((hidden.shape[0], linear_out_features(down_weight)))
 
 
 @torch.library.register_fake("a1::copy_blocks")

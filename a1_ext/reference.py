@@ -152,6 +152,8 @@ def fused_add_rms_norm(x, residual, weight, eps) -> None:
 
 # ----------------------------------------------------------------------------- projections
 def linear(x, weight, bias=None) -> torch.Tensor:
+    if weight.dim() == 3:  # panels [N / 16, K, 16] of W [N, K]
+        weight = weight.transpose(1, 2).reshape(-1, weight.shape[1])
     return torch.nn.functional.linear(x, weight, bias)
 
 
@@ -174,7 +176,8 @@ def decoder_layer(
     block_table, seq_lens, query_start_loc, eps, scale,
 ) -> torch.Tensor:
     tokens, (num_kv_heads, head_dim) = hidden.shape[0], k_cache.shape[2:]
-    num_heads = qkv_weight.shape[0] // head_dim - 2 * num_kv_heads
+    qkv_width = qkv_weight.shape[0] * qkv_weight.shape[2] if qkv_weight.dim() == 3 else qkv_weight.shape[0]
+    num_heads = qkv_width // head_dim - 2 * num_kv_heads
     fused_add_rms_norm(hidden, residual, input_norm_weight, eps)
     qkv = linear(hidden, qkv_weight, qkv_bias).view(tokens, num_heads + 2 * num_kv_heads, head_dim)
     rotary_embedding(qkv[:, : num_heads + num_kv_heads], cos, sin)
@@ -198,7 +201,7 @@ def step_score(logits, token_ids, cu_seqlens, temperature) -> tuple[torch.Tensor
 
 
 def linear_step_score(hidden, lm_head, token_ids, cu_seqlens, temperature, chunk) -> tuple[torch.Tensor, torch.Tensor]:
-    return step_score(hidden.float() @ lm_head.float().T, token_ids, cu_seqlens, temperature)
+    return step_score(linear(hidden.float(), lm_head.float()), token_ids, cu_seqlens, temperature)
 
 
 # ----------------------------------------------------------------------------- random ops

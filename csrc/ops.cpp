@@ -39,8 +39,10 @@ TORCH_LIBRARY(a1, m) {
   // RoPE in place: x [T, H, D] = x * cos + rotate_half(x) * sin with per-token cos, sin [T, D] (sin
   // pre-signed: -sin on the first half); x * cos is rounded to the dtype before the add.
   m.def("rotary_embedding(Tensor(a!) x, Tensor cos, Tensor sin) -> ()");
-  // out [T, N] = x [T, K] @ weight [N, K]^T (+ bias [N]), F.linear's contract for 2-D x; on the CPU,
-  // fp32 inputs of few rows stream the weights once (decode), others go to BLAS.
+  // out [T, N] = x [T, K] @ weight [N, K]^T (+ bias [N]), F.linear's contract for 2-D x; weight may
+  // also be the same matrix as panels [N / 16, K, 16] (panels[p, k, i] = W[16 p + i, k]). On the CPU,
+  // fp32 panels run a1's packed kernel, fp32 [N, K] with few rows (decode) streams the weights once,
+  // others go to BLAS.
   m.def("linear(Tensor x, Tensor weight, Tensor? bias=None) -> Tensor");
   // One Llama/Qwen2 decoder layer on the ops above (vLLM's residual layout): residual += hidden,
   // then attention and the SwiGLU MLP on the normalized stream; returns the MLP output [T, H], whose

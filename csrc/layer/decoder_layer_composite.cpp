@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "common/checks.h"
+#include "linear/linear_checks.h"
 
 namespace a1 {
 namespace {
@@ -62,13 +63,16 @@ at::Tensor decoder_layer(const at::Tensor& residual, const at::Tensor& hidden, c
                          const at::Tensor& query_start_loc, double eps, double scale) {
   check_dim(hidden, "hidden", 2, "[T, H]");
   check_paged_cache(k_cache, "k_cache");
-  check_dim(qkv_weight, "qkv_weight", 2, "[(num_heads + 2 * num_kv_heads) * head_dim, H]");
+  TORCH_CHECK(qkv_weight.dim() == 2 || qkv_weight.dim() == 3,
+              "qkv_weight must be [(num_heads + 2 * num_kv_heads) * head_dim, H] or its panels [N / 16, H, 16], got ",
+              qkv_weight.sizes());
   const int64_t tokens = hidden.size(0), num_kv_heads = k_cache.size(2), head_dim = k_cache.size(3);
-  TORCH_CHECK(head_dim > 0 && qkv_weight.size(0) % head_dim == 0, "qkv_weight.size(0) (", qkv_weight.size(0),
+  const int64_t qkv_width = linear_out_features(qkv_weight);
+  TORCH_CHECK(head_dim > 0 && qkv_width % head_dim == 0, "qkv_weight's N (", qkv_width,
               ") must be a multiple of k_cache.size(3) (head_dim=", head_dim, ")");
-  const int64_t num_heads = qkv_weight.size(0) / head_dim - 2 * num_kv_heads;
-  TORCH_CHECK(num_heads > 0, "qkv_weight.size(0) (", qkv_weight.size(0), ") must hold more than the 2 * ",
-              num_kv_heads, " k/v heads of head_dim ", head_dim, " that k_cache gives");
+  const int64_t num_heads = qkv_width / head_dim - 2 * num_kv_heads;
+  TORCH_CHECK(num_heads > 0, "qkv_weight's N (", qkv_width, ") must hold more than the 2 * ", num_kv_heads,
+              " k/v heads of head_dim ", head_dim, " that k_cache gives");
   const LayerOps& ops = LayerOps::get();
 
   ops.fused_add_rms_norm.call(hidden, residual, input_norm_weight, eps);  // residual += hidden; hidden = norm

@@ -7,7 +7,8 @@
 
 namespace a1 {
 
-// x [T, K] @ weight [N, K]^T (+ bias [N]) as a new contiguous [T, N]; see csrc/linear/linear_cpu.cpp.
+// x [T, K] @ weight^T (+ bias [N]) as a new contiguous [T, N], weight [N, K] or panels [N / 16, K, 16];
+// see csrc/linear/linear_cpu.cpp.
 at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias);
 
 }  // namespace a1

@@ -1,7 +1,6 @@
-// CUDA glue of a1::linear: the checks shared with the CPU glue, then cuBLAS through at::mm /
-// at::addmm, whose GEMV and GEMM kernels already stream the weights at the GPU's bandwidth.
-#include <ATen/ops/addmm.h>
-#include <ATen/ops/mm.h>
+// CUDA glue of a1::linear: the checks shared with the CPU glue, then cuBLAS (at::mm / at::addmm for
+// [N, K] weights, a batched product for panels), whose GEMV and GEMM kernels already stream the
+// weights at the GPU's bandwidth.
 #include <torch/library.h>
 
 #include "common/cuda_glue.h"
@@ -14,7 +13,7 @@ at::Tensor linear_cuda(const at::Tensor& x, const at::Tensor& weight, const std:
   check_linear_inputs(x, weight, bias);
   TORCH_CHECK(x.device().is_cuda(), "x must be a CUDA tensor, got ", x.device());
   c10::cuda::CUDAGuard guard(x.device());
-  return bias.has_value() ? at::addmm(*bias, x, weight.t()) : at::mm(x, weight.t());
+  return linear_by_library(x, weight, bias);
 }
 
 }  // namespace

@@ -136,6 +136,23 @@ def test_linear(dtype, tokens, out_features, in_features):
     torch.library.opcheck(torch.ops.a1.linear.default, tuple(to(CUDA, x, weight, bias)))
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("tokens", [1, 40])
+def test_linear_on_weight_panels(dtype, tokens):
+    """Panels (a1's CPU layout) also run on CUDA, as one batched product."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(tokens, 96, generator=g).to(dtype)
+    weight = (torch.randn(160, 96, generator=g) / 96**0.5).to(dtype)
+    bias = torch.randn(160, generator=g).to(dtype)
+    got = ops.linear(*to(CUDA, x, ops.to_weight_panels(weight), bias))
+    assert got.is_contiguous() and got.shape == (tokens, 160)
+    assert_close(got, reference.linear(x.float(), weight.float(), bias.float()), dtype)
+    hidden, tokens_ids, cu = x, torch.randint(0, 160, (tokens,), generator=g), torch.tensor([0, tokens])
+    scores = ops.linear_step_score(*to(CUDA, hidden, ops.to_weight_panels(weight), tokens_ids, cu), 1.0, 64)
+    for got_, want_ in zip(scores, reference.linear_step_score(hidden, weight, tokens_ids, cu, 1.0, 64)):
+        assert_close(got_, want_)
+
+
 @pytest.mark.parametrize("q_lens,seq_lens", [([1], [13]), ([1, 1, 1], [5, 9, 17]), ([3, 5], [10, 5])])
 def test_decoder_layer(q_lens, seq_lens):
     """The composite op on CUDA tensors runs the CUDA kernels: same result as on the CPU."""

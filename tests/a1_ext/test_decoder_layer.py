@@ -58,10 +58,28 @@ def test_decoder_layer_matches_twin(q_lens, seq_lens):
         torch.testing.assert_close(fused[name], twin[name], atol=1e-4, rtol=1e-4)
 
 
+PROJECTIONS = ["qkv_weight", "o_weight", "gate_up_weight", "down_weight"]
+
+
+@pytest.mark.parametrize("q_lens,seq_lens", CASES)
+def test_decoder_layer_on_weight_panels(q_lens, seq_lens):
+    """Projection weights as panels (as load_model lays out fp32 models): the same as the ops one
+    by one on those panels, and as the twin on [N, K] weights up to fp32 rounding."""
+    case = layer_case(q_lens, seq_lens, bias=True, seed=2)
+    paneled = {k: ops.to_weight_panels(v) if k in PROJECTIONS else v for k, v in clone_case(case).items()}
+    fused, separate, twin = paneled, clone_case(paneled), clone_case(case)
+    out = ops.decoder_layer(**fused)
+    assert torch.equal(out, op_by_op(separate))
+    torch.testing.assert_close(out, reference.decoder_layer(**twin), atol=1e-4, rtol=1e-4)
+    for name in MUTATED:
+        assert torch.equal(fused[name], separate[name]), name
+        torch.testing.assert_close(fused[name], twin[name], atol=1e-4, rtol=1e-4)
+
+
 def test_decoder_layer_rejects_qkv_rows_that_do_not_fit_the_heads():
     case = layer_case([1], [3])
     case["qkv_weight"] = case["qkv_weight"][:-3]
-    with pytest.raises(RuntimeError, match=r"qkv_weight.size\(0\) \(125\) must be a multiple of k_cache.size\(3\)"):
+    with pytest.raises(RuntimeError, match=r"qkv_weight's N \(125\) must be a multiple of k_cache.size\(3\)"):
         ops.decoder_layer(**case)
     case["qkv_weight"] = torch.randn(2 * KV_HEADS * HEAD_DIM, HIDDEN)
     with pytest.raises(RuntimeError, match="must hold more than the 2 \\* 2 k/v heads"):

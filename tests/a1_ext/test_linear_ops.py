@@ -101,7 +101,7 @@ def test_linear_empty_shapes():
         (lambda x, w, b: (x, w[:, :-1], None), r"weight.size\(1\) must equal x.size\(1\)"),
         (lambda x, w, b: (x, w.double(), None), "weight must have x's dtype"),
         (lambda x, w, b: (x.long(), w.long(), None), "x must be float32, bfloat16 or float16"),
-        (lambda x, w, b: (x, w, b[:-1]), r"bias.size\(0\) must equal weight.size\(0\)"),
+        (lambda x, w, b: (x, w, b[:-1]), r"bias.size\(0\) must equal the weight's N \(8\), got 7"),
         (lambda x, w, b: (x, w, b.half()), "bias must have x's dtype"),
         (lambda x, w, b: (x, w, b[None]), "bias must be 1-D"),
     ],
