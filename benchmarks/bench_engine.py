@@ -63,9 +63,9 @@ def bench_a1(
 
 
 def streamed_weights(model) -> list[torch.Tensor]:
-    """The matrices a decode step multiplies by: every 2-D parameter but the embedding (whose rows
-    are gathered), plus the LM head (which is the embedding when tied)."""
-    weights = [w for w in model.parameters() if w.dim() == 2 and w is not model.embed_weight]
+    """The matrices a decode step multiplies by: every 2-D parameter (or 3-D weight panels) but the
+    embedding (whose rows are gathered), plus the LM head (which is the embedding when tied)."""
+    weights = [w for w in model.parameters() if w.dim() >= 2 and w is not model.embed_weight]
     return weights + [model.lm_head_weight]
 
 

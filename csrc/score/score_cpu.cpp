@@ -12,6 +12,7 @@
 
 #include "common/checks.h"
 #include "common/softmax.h"
+#include "linear/linear_checks.h"
 #include "linear/linear_cpu.h"
 
 namespace a1 {
@@ -84,12 +85,14 @@ std::tuple<at::Tensor, at::Tensor> linear_step_score_cpu(const at::Tensor& hidde
                                                          const at::Tensor& token_ids, const at::Tensor& cu_seqlens,
                                                          double temperature, int64_t chunk) {
   check_dim(hidden, "hidden", 2, "[T, H]");
-  check_dim(lm_head, "lm_head", 2, "[V, H]");
+  check_linear_weight_layout(lm_head, "lm_head");  // [V, H] or panels [V / 16, H, 16]
   check_float_dtype(hidden, "hidden");
   check_same_dtype(lm_head, "lm_head", hidden, "hidden");
   check_size(lm_head, "lm_head", 1, hidden.size(1), "hidden.size(1)");
   TORCH_CHECK(chunk > 0, "chunk must be > 0, got ", chunk);
-  const int64_t num_tokens = hidden.size(0), vocab = lm_head.size(0);
+  const int64_t num_tokens = hidden.size(0), vocab = linear_out_features(lm_head);
+  // Panels are cut into tiles of whole panels.
+  const int64_t tile_rows = is_weight_panels(lm_head) ? (chunk + kLinearPanelWidth - 1) / kLinearPanelWidth * kLinearPanelWidth : chunk;
   const ScoreInputs inputs = check_score_inputs(token_ids, cu_seqlens, num_tokens, vocab, temperature);
   const float scale = static_cast<float>(1.0 / temperature);
   const at::Tensor hidden_f32 = hidden.to(at::kFloat).contiguous();
@@ -97,9 +100,9 @@ std::tuple<at::Tensor, at::Tensor> linear_step_score_cpu(const at::Tensor& hidde
   std::vector<float> token_logit(num_tokens, 0.0f);
   const int64_t* ids = inputs.token_ids.data_ptr<int64_t>();
   // Memory: one [T, chunk] logits tile and one [chunk, H] fp32 weight tile, whatever V is.
-  for (int64_t start = 0; start < vocab; start += chunk) {
-    const int64_t len = std::min(chunk, vocab - start);
-    const at::Tensor weight = lm_head.narrow(0, start, len).to(at::kFloat);
+  for (int64_t start = 0; start < vocab; start += tile_rows) {
+    const int64_t len = std::min(tile_rows, vocab - start);
+    const at::Tensor weight = linear_weight_rows(lm_head, start, len).to(at::kFloat);
     // a1's linear: a scored step of a few tokens streams the LM head once instead of through BLAS.
     const at::Tensor tile = linear_cpu(hidden_f32, weight, std::nullopt);
     const float* tile_data = tile.data_ptr<float>();

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "common/cuda_glue.h"
+#include "linear/linear_checks.h"
 #include "score/score_cuda.h"
 
 namespace a1 {
@@ -66,17 +67,19 @@ std::tuple<at::Tensor, at::Tensor> linear_step_score_cuda(const at::Tensor& hidd
                                                           const at::Tensor& token_ids, const at::Tensor& cu_seqlens,
                                                           double temperature, int64_t chunk) {
   check_dim(hidden_in, "hidden", 2, "[T, H]");
-  check_dim(lm_head_in, "lm_head", 2, "[V, H]");
+  check_linear_weight_layout(lm_head_in, "lm_head");  // [V, H] or panels [V / 16, H, 16]
   const auto kind = float_kind(hidden_in, "hidden");
   const auto device = hidden_in.device();
   TORCH_CHECK(device.is_cuda(), "hidden must be a CUDA tensor, got ", device);
   check_on_device(lm_head_in, "lm_head", device);
   check_same_dtype(lm_head_in, "lm_head", hidden_in, "hidden");
   check_size(lm_head_in, "lm_head", 1, hidden_in.size(1), "hidden.size(1) (H)");
-  TORCH_CHECK(lm_head_in.size(0) > 0, "lm_head must have a non-empty vocabulary (V > 0)");
+  TORCH_CHECK(linear_out_features(lm_head_in) > 0, "lm_head must have a non-empty vocabulary (V > 0)");
   TORCH_CHECK(chunk > 0, "chunk must be > 0, got ", chunk);
   const at::Tensor hidden = hidden_in.stride(1) == 1 ? hidden_in : hidden_in.contiguous();
-  const at::Tensor lm_head = lm_head_in.stride(1) == 1 ? lm_head_in : lm_head_in.contiguous();
+  // The tiles below read [V, H] rows; panels (the layout of a1's CPU kernel) are copied back to rows.
+  const at::Tensor lm_rows = linear_weight_as_rows(lm_head_in);
+  const at::Tensor lm_head = lm_rows.stride(1) == 1 ? lm_rows : lm_rows.contiguous();
   const int64_t num_tokens = hidden.size(0), vocab = lm_head.size(0);
   c10::cuda::CUDAGuard guard(device);
   const ScoreSetup s = setup_score(hidden, num_tokens, token_ids, cu_seqlens, temperature);

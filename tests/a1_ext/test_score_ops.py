@@ -74,6 +74,20 @@ def test_linear_step_score_equals_step_score_on_materialized_logits():
     _assert_scores_close(ops.linear_step_score(hidden, lm_head, token_ids, cu_seqlens, 1.0, 100), direct, 1e-4)
 
 
+@pytest.mark.parametrize("chunk", [1, 16, 100, 4096])
+def test_linear_step_score_on_lm_head_panels(chunk):
+    """The LM head as panels (how load_model lays out fp32 models): the same scores as on [V, H];
+    the CPU rounds chunk up to whole panels."""
+    torch.manual_seed(chunk)
+    hidden, lm_head = torch.randn(13, 40), torch.randn(784, 40) / 4
+    token_ids, cu_seqlens = torch.randint(0, 784, (13,)), torch.tensor([0, 5, 13])
+    rows = ops.linear_step_score(hidden, lm_head, token_ids, cu_seqlens, 0.7, chunk)
+    panels = ops.linear_step_score(hidden, ops.to_weight_panels(lm_head), token_ids, cu_seqlens, 0.7, chunk)
+    _assert_scores_close(panels, rows, 1e-4)
+    twin = reference.linear_step_score(hidden, ops.to_weight_panels(lm_head), token_ids, cu_seqlens, 0.7, chunk)
+    _assert_scores_close(panels, twin, 1e-4)
+
+
 def test_opcheck_score_ops():
     torch.manual_seed(2)
     logits, token_ids, cu_seqlens = torch.randn(6, 37), torch.randint(0, 37, (6,)), torch.tensor([0, 2, 6])
@@ -110,6 +124,8 @@ def test_step_score_misuse_names_the_argument(change, match):
         (dict(lm_head=torch.randn(50, 9)), r"lm_head.size\(1\)"),
         (dict(lm_head=torch.randn(50, 8).double()), "lm_head must have hidden's dtype"),
         (dict(chunk=0), "chunk must be > 0"),
+        (dict(lm_head=torch.randn(5, 8, 10)), r"lm_head.size\(2\) must equal the panel width 16"),
+        (dict(lm_head=torch.randn(8, 5, 16).transpose(0, 1)), "lm_head panels .* must be contiguous"),
     ],
 )
 def test_linear_step_score_misuse_names_the_argument(change, match):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from a1_ext import ops
 
 from .config import ModelConfig
-from .layers import DecoderLayer, RMSNorm
+from .layers import DecoderLayer, RMSNorm, relayout_weight
 from .rope import RotaryEmbedding
 
 __all__ = ["AttentionMetadata", "DecoderLM", "ModelConfig"]
@@ -64,7 +64,7 @@ class DecoderLM(torch.nn.Module):
 
     @property
     def lm_head_weight(self) -> torch.Tensor:
-        """[V, hidden]: the output projection (the embedding when tied)."""
+        """[V, hidden] or its panels [V / 16, hidden, 16]: the output projection (the embedding when tied)."""
         return self.embed_weight if self.lm_head is None else self.lm_head
 
     def forward(
@@ -80,13 +80,28 @@ class DecoderLM(torch.nn.Module):
         if len(kv_caches) != len(self.layers):
             raise ValueError(f"expected {len(self.layers)} (k_cache, v_cache) pairs, got {len(kv_caches)}")
         cos, sin = self.rotary(positions, meta.seq_lens, meta.query_start_loc)
-        residual = F.embedding(input_ids, self.embed_weight)  # a fresh tensor: the layers update it in place
+        residual = self.embed(input_ids)  # a fresh tensor: the layers update it in place
         if not self.layers:
             return self.norm(residual)
         hidden = torch.zeros_like(residual)  # the first layer's residual add is then a no-op
         for layer, (k_cache, v_cache) in zip(self.layers, kv_caches):  # .forward: no hooks, no __call__ cost
             hidden = layer.forward(residual, hidden, cos, sin, k_cache, v_cache, meta)
         return self.norm(hidden, residual)[0]
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The embedding rows of input_ids, [T, hidden] (a new tensor)."""
+        weight = self.embed_weight
+        if weight.dim() == 3:  # the panels of a tied LM head: row v is weight[v // 16, :, v % 16]
+            return weight[input_ids // ops.LINEAR_PANEL_WIDTH, :, input_ids % ops.LINEAR_PANEL_WIDTH]
+        return F.embedding(input_ids, weight)
+
+    def use_weight_panels(self, enable: bool = True) -> int:
+        """Every layer's projection weights and the LM head (shared with the embedding when tied) as
+        panels [N / 16, K, 16] (enable; a1's CPU fp32 kernel) or [N, K] (BLAS, cuBLAS); see
+        DecoderLayer.use_weight_panels. Call after the weights are loaded (load_model does for
+        float32); the forward is the same either way. Returns how many weights changed layout."""
+        changed = sum(layer.use_weight_panels(enable) for layer in self.layers)
+        return changed + relayout_weight(self, "embed_weight" if self.lm_head is None else "lm_head", enable)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 [T, V] logits of hidden states [T, hidden]."""

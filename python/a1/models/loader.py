@@ -31,7 +31,9 @@ def load_model(model: Union[str, os.PathLike], dtype: Optional[torch.dtype] = No
     """Load `model`: an HF directory (config.json, *.safetensors, tokenizer.json), a .gguf file, or a
     built-in name (see a1.models.registry.BUILTIN_MODELS). dtype defaults to float32; the weights
     are cast to it (GGUF weights are dequantized). The model is on the CPU, its parameters packed in
-    one huge-page buffer (a1.models.huge_pages); move it with .to()."""
+    one huge-page buffer (a1.models.huge_pages); in float32 its layers' projection weights are laid
+    out as panels for a1's CPU kernel (DecoderLM.use_weight_panels; call use_weight_panels(False)
+    before moving the model to a GPU, whose BLAS wants [N, K]). Move it with .to()."""
     dtype = torch.float32 if dtype is None else dtype
     if dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"dtype must be one of {SUPPORTED_DTYPES}, got {dtype}")
@@ -44,6 +46,8 @@ def load_model(model: Union[str, os.PathLike], dtype: Optional[torch.dtype] = No
         raise ValueError(f"{path} is neither a checkpoint directory nor a .gguf file")
     check_vocab(tokenizer, decoder.config, str(path))
     decoder.eval()
+    if dtype == torch.float32:  # the layout of a1's fp32 CPU kernel (bf16/fp16 go to BLAS on [N, K])
+        decoder.use_weight_panels()
     pack_parameters(decoder)  # one huge-page arena: decode streams every weight per token
     return LoadedModel(model=decoder, tokenizer=tokenizer, config=decoder.config, source=str(path))
 

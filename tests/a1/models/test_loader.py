@@ -142,7 +142,7 @@ def test_model_interface(tiny_checkpoint):
     model, config = loaded.model, loaded.config
     assert loaded.source == str(directory) and model.config is config
     assert config.eos_token_ids == loaded.tokenizer.eos_token_ids == [0, 2] and config.bos_token_id == 0
-    assert model.lm_head_weight is model.embed_weight and model.lm_head_weight.shape == (320, 64)
+    assert model.lm_head_weight is model.embed_weight and model.lm_head_weight.shape == (320 // 16, 64, 16)  # panels
     assert model.kv_cache_shape(10, 16) == (10, 16, config.num_kv_heads, config.head_dim) == (10, 16, 2, 16)
     assert model.bytes_per_token() == 2 * 2 * 2 * 16 * 4
     assert model.bytes_per_token(torch.bfloat16) == 2 * 2 * 2 * 16 * 2

@@ -138,3 +138,27 @@ def test_layers_follow_weight_updates_after_a_forward(tiny_checkpoint):
         torch.__future__.set_overwrite_module_params_on_conversion(overwrite)
     converted = PagedDriver(loaded.model, block_size=16).step([(0, ids)])
     assert (converted.float() - halved).abs().mean() < 0.05
+
+
+def weight_dims(model) -> set[int]:
+    return {getattr(m, n).dim() for layer in model.layers for m, n in layer.projections()} | {model.lm_head_weight.dim()}
+
+
+@pytest.mark.parametrize("name", ["qwen2", "qwen2_tied"])
+def test_fp32_loads_weights_as_panels(tiny_checkpoint, name):
+    """load_model lays out fp32 projections and the LM head (tied: the embedding too) as panels
+    (a1's CPU kernel); use_weight_panels(False) restores [N, K]; the logits are transformers' either
+    way. bf16 stays [N, K] (BLAS)."""
+    hf_model, directory = tiny_checkpoint(name)
+    loaded = load_model(directory)
+    model = loaded.model
+    assert weight_dims(model) == {3}
+    assert model.embed_weight.dim() == (3 if model.lm_head is None else 2)
+    ids = loaded.tokenizer.encode(PROMPT)
+    paneled = PagedDriver(model, block_size=16).step([(0, ids)])
+    assert model.use_weight_panels(False) == 4 * len(model.layers) + 1
+    assert weight_dims(model) == {2} and model.embed_weight.dim() == 2
+    rows = PagedDriver(model, block_size=16).step([(0, ids)])
+    for logits in (paneled, rows):
+        torch.testing.assert_close(logits, hf_logits(hf_model, ids), atol=FP32_ATOL, rtol=0)
+    assert weight_dims(load_model(directory, dtype=torch.bfloat16).model) == {2}
