@@ -129,6 +129,40 @@ def decoder_layer(
     )
 
 
+def decoder_layers(
+    residual: torch.Tensor,
+    hidden: torch.Tensor,
+    input_norm_weight: Sequence[torch.Tensor],
+    qkv_weight: Sequence[torch.Tensor],
+    qkv_bias: Sequence[Optional[torch.Tensor]],
+    o_weight: Sequence[torch.Tensor],
+    o_bias: Sequence[Optional[torch.Tensor]],
+    post_norm_weight: Sequence[torch.Tensor],
+    gate_up_weight: Sequence[torch.Tensor],
+    gate_up_bias: Sequence[Optional[torch.Tensor]],
+    down_weight: Sequence[torch.Tensor],
+    down_bias: Sequence[Optional[torch.Tensor]],
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    k_caches: Sequence[torch.Tensor],
+    v_caches: Sequence[torch.Tensor],
+    slot_mapping: torch.Tensor,
+    block_table: torch.Tensor,
+    seq_lens: torch.Tensor,
+    query_start_loc: torch.Tensor,
+    eps: float,
+    scale: float,
+) -> torch.Tensor:
+    """decoder_layer over L layers in one call: layer i takes element i of every list (one per layer)
+    and the previous layer's output as its hidden; returns the last layer's MLP output [T, H]. The
+    same in-place effects as the layers one by one (residual, hidden, every layer's caches)."""
+    return _ops.decoder_layers.default(
+        residual, hidden, list(input_norm_weight), list(qkv_weight), list(qkv_bias), list(o_weight), list(o_bias),
+        list(post_norm_weight), list(gate_up_weight), list(gate_up_bias), list(down_weight), list(down_bias), cos, sin,
+        list(k_caches), list(v_caches), slot_mapping, block_table, seq_lens, query_start_loc, eps, scale,
+    )
+
+
 def copy_blocks(k_caches: Sequence[torch.Tensor], v_caches: Sequence[torch.Tensor], block_mapping: torch.Tensor) -> None:
     """For every layer, copy block block_mapping[i, 0] onto block block_mapping[i, 1] (int64 [P, 2])."""
     _ops.copy_blocks.default(list(k_caches), list(v_caches), block_mapping)
@@ -237,6 +271,12 @@ def _linear_fake(x, weight, bias=None):
 def _decoder_layer_fake(residual, hidden, input_norm_weight, qkv_weight, qkv_bias, o_weight, o_bias,
                         post_norm_weight, gate_up_weight, gate_up_bias, down_weight, down_bias, *rest):
     return hidden.new_empty((hidden.shape[0], linear_out_features(down_weight)))
+
+
+@torch.library.register_fake("a1::decoder_layers")
+def _decoder_layers_fake(residual, hidden, input_norm_weight, qkv_weight, qkv_bias, o_weight, o_bias,
+                         post_norm_weight, gate_up_weight, gate_up_bias, down_weight, down_bias, *rest):
+    return hidden.new_empty((hidden.shape[0], linear_out_features(down_weight[-1])))
 
 
 @torch.library.register_fake("a1::copy_blocks")

@@ -189,6 +189,17 @@ def decoder_layer(
     return linear(silu_and_mul(linear(projected, gate_up_weight, gate_up_bias)), down_weight, down_bias)
 
 
+def decoder_layers(residual, hidden, input_norm_weight, qkv_weight, qkv_bias, o_weight, o_bias, post_norm_weight,
+                   gate_up_weight, gate_up_bias, down_weight, down_bias, cos, sin, k_caches, v_caches, slot_mapping,
+                   block_table, seq_lens, query_start_loc, eps, scale) -> torch.Tensor:
+    for i in range(len(input_norm_weight)):
+        hidden = decoder_layer(residual, hidden, input_norm_weight[i], qkv_weight[i], qkv_bias[i], o_weight[i],
+                               o_bias[i], post_norm_weight[i], gate_up_weight[i], gate_up_bias[i], down_weight[i],
+                               down_bias[i], cos, sin, k_caches[i], v_caches[i], slot_mapping, block_table, seq_lens,
+                               query_start_loc, eps, scale)
+    return hidden
+
+
 # ----------------------------------------------------------------------------- scoring ops
 def step_score(logits, token_ids, cu_seqlens, temperature) -> tuple[torch.Tensor, torch.Tensor]:
     logprobs = torch.log_softmax(logits.float() / temperature, dim=-1)

@@ -10,6 +10,7 @@
 #include <torch/library.h>
 
 #include <optional>
+#include <utility>
 
 #include "common/checks.h"
 #include "linear/linear_checks.h"
@@ -91,10 +92,48 @@ at::Tensor decoder_layer(const at::Tensor& residual, const at::Tensor& hidden, c
   return ops.linear.call(ops.silu_and_mul.call(gate_up), down_weight, down_bias);
 }
 
+using OptionalTensorList = c10::List<std::optional<at::Tensor>>;
+
+at::Tensor decoder_layers(const at::Tensor& residual, const at::Tensor& hidden, at::TensorList input_norm_weight,
+                          at::TensorList qkv_weight, const OptionalTensorList& qkv_bias, at::TensorList o_weight,
+                          const OptionalTensorList& o_bias, at::TensorList post_norm_weight,
+                          at::TensorList gate_up_weight, const OptionalTensorList& gate_up_bias,
+                          at::TensorList down_weight, const OptionalTensorList& down_bias, const at::Tensor& cos,
+                          const at::Tensor& sin, at::TensorList k_caches, at::TensorList v_caches,
+                          const at::Tensor& slot_mapping, const at::Tensor& block_table, const at::Tensor& seq_lens,
+                          const at::Tensor& query_start_loc, double eps, double scale) {
+  const size_t layers = input_norm_weight.size();
+  TORCH_CHECK(layers > 0, "decoder_layers needs at least one layer, got empty input_norm_weight");
+  const std::pair<const char*, size_t> lengths[] = {
+      {"qkv_weight", qkv_weight.size()},         {"qkv_bias", qkv_bias.size()},
+      {"o_weight", o_weight.size()},             {"o_bias", o_bias.size()},
+      {"post_norm_weight", post_norm_weight.size()}, {"gate_up_weight", gate_up_weight.size()},
+      {"gate_up_bias", gate_up_bias.size()},     {"down_weight", down_weight.size()},
+      {"down_bias", down_bias.size()},           {"k_caches", k_caches.size()},
+      {"v_caches", v_caches.size()}};
+  for (const auto& [name, length] : lengths)
+    TORCH_CHECK(length == layers, name, " must have one entry per layer (", layers, ", the length of input_norm_weight), got ",
+                length);
+  at::Tensor out = hidden;
+  for (size_t i = 0; i < layers; ++i) {
+    out = decoder_layer(residual, out, input_norm_weight[i], qkv_weight[i], qkv_bias.get(i), o_weight[i], o_bias.get(i),
+                        post_norm_weight[i], gate_up_weight[i], gate_up_bias.get(i), down_weight[i], down_bias.get(i),
+                        cos, sin, k_caches[i], v_caches[i], slot_mapping, block_table, seq_lens, query_start_loc, eps,
+                        scale);
+  }
+  return out;
+}
+
 }  // namespace
 
 // The same composition on either device: every step dispatches to that device's kernels.
-TORCH_LIBRARY_IMPL(a1, CPU, m) { m.impl("decoder_layer", &decoder_layer); }
-TORCH_LIBRARY_IMPL(a1, CUDA, m) { m.impl("decoder_layer", &decoder_layer); }
+TORCH_LIBRARY_IMPL(a1, CPU, m) {
+  m.impl("decoder_layer", &decoder_layer);
+  m.impl("decoder_layers", &decoder_layers);
+}
+TORCH_LIBRARY_IMPL(a1, CUDA, m) {
+  m.impl("decoder_layer", &decoder_layer);
+  m.impl("decoder_layers", &decoder_layers);
+}
 
 }  // namespace a1

@@ -167,6 +167,26 @@ def test_decoder_layer(q_lens, seq_lens):
         assert_close(on_cuda[name], on_cpu[name])
 
 
+def test_decoder_layers():
+    """Two layers in one call on CUDA tensors: the same as on the CPU."""
+    cases = [layer_case([1, 2], [6, 2], bias=True, seed=seed) for seed in (1, 2)]
+    names = ["input_norm_weight", "qkv_weight", "qkv_bias", "o_weight", "o_bias", "post_norm_weight",
+             "gate_up_weight", "gate_up_bias", "down_weight", "down_bias"]
+    stack = {k: v for k, v in cases[0].items() if k not in names + ["k_cache", "v_cache"]}
+    stack.update({name: [case[name] for case in cases] for name in names})
+    stack.update(k_caches=[case["k_cache"] for case in cases], v_caches=[case["v_cache"] for case in cases])
+
+    def on(device):
+        return {k: [t.to(device) if t is not None else None for t in v] if isinstance(v, list)
+                else v.to(device) if isinstance(v, torch.Tensor) else v for k, v in stack.items()}
+
+    on_cuda, on_cpu = on(CUDA), on("cpu")
+    got, want = ops.decoder_layers(**on_cuda), ops.decoder_layers(**on_cpu)
+    assert got.device.type == "cuda"
+    assert_close(got, want)
+    assert_close(on_cuda["residual"], on_cpu["residual"])
+
+
 # ------------------------------------------------------------------------------------------ activation
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("num_rows,width", [(1, 1536), (37, 4095), (0, 64)])

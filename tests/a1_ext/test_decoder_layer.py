@@ -89,3 +89,64 @@ def test_decoder_layer_rejects_qkv_rows_that_do_not_fit_the_heads():
 def test_decoder_layer_opcheck():
     case = layer_case([1, 2], [6, 2], bias=True)
     torch.library.opcheck(torch.ops.a1.decoder_layer.default, (), case)
+
+
+# ------------------------------------------------------------------------------ decoder_layers
+WEIGHT_ARGS = ["input_norm_weight", "qkv_weight", "qkv_bias", "o_weight", "o_bias", "post_norm_weight",
+               "gate_up_weight", "gate_up_bias", "down_weight", "down_bias"]
+
+
+def stack_case(q_lens, seq_lens, layers, bias, panels=False):
+    """Shared inputs of `layers` layers (each its own weights and caches, from layer_case)."""
+    cases = [layer_case(q_lens, seq_lens, bias, seed=10 + i) for i in range(layers)]
+    if panels:
+        cases = [{k: ops.to_weight_panels(v) if k in PROJECTIONS else v for k, v in case.items()} for case in cases]
+    stack = {k: v for k, v in cases[0].items() if k not in WEIGHT_ARGS + ["k_cache", "v_cache"]}
+    stack.update({name: [case[name] for case in cases] for name in WEIGHT_ARGS})
+    stack["k_caches"] = [case["k_cache"] for case in cases]
+    stack["v_caches"] = [case["v_cache"] for case in cases]
+    return stack
+
+
+def clone_stack(stack):
+    return {k: [t.clone() if isinstance(t, torch.Tensor) else t for t in v] if isinstance(v, list)
+            else v.clone() if isinstance(v, torch.Tensor) else v for k, v in stack.items()}
+
+
+def layer_by_layer(stack) -> torch.Tensor:
+    hidden = stack["hidden"]
+    shared = {k: v for k, v in stack.items() if not isinstance(v, list) and k not in ("residual", "hidden")}
+    for i in range(len(stack["k_caches"])):
+        weights = {name: stack[name][i] for name in WEIGHT_ARGS}
+        hidden = ops.decoder_layer(stack["residual"], hidden, **weights, k_cache=stack["k_caches"][i],
+                                   v_cache=stack["v_caches"][i], **shared)
+    return hidden
+
+
+@pytest.mark.parametrize("q_lens,seq_lens", [([1], [13]), ([1, 1, 1], [5, 9, 17]), ([3, 5], [10, 5]), ([0, 2], [3, 5])])
+@pytest.mark.parametrize("bias,panels", [(False, False), (True, True)])
+def test_decoder_layers_equal_the_layers_one_by_one(q_lens, seq_lens, bias, panels):
+    stack = stack_case(q_lens, seq_lens, 3, bias, panels)
+    fused, separate, twin = stack, clone_stack(stack), clone_stack(stack)
+    out = ops.decoder_layers(**fused)
+    assert torch.equal(out, layer_by_layer(separate))
+    assert torch.equal(fused["residual"], separate["residual"])
+    for name in ("k_caches", "v_caches"):
+        assert all(torch.equal(a, b) for a, b in zip(fused[name], separate[name])), name
+    torch.testing.assert_close(out, reference.decoder_layers(**twin), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fused["residual"], twin["residual"], atol=1e-4, rtol=1e-4)
+
+
+def test_decoder_layers_need_one_entry_per_layer():
+    stack = stack_case([1], [3], 2, bias=True)
+    short = dict(stack, v_caches=stack["v_caches"][:1])
+    with pytest.raises(RuntimeError, match=r"v_caches must have one entry per layer \(2, the length of input_norm_weight\), got 1"):
+        ops.decoder_layers(**short)
+    empty = {k: [] if isinstance(v, list) else v for k, v in stack.items()}
+    with pytest.raises(RuntimeError, match="needs at least one layer"):
+        ops.decoder_layers(**empty)
+
+
+def test_decoder_layers_opcheck():
+    stack = stack_case([1, 2], [6, 2], 2, bias=True)
+    torch.library.opcheck(torch.ops.a1.decoder_layers.default, (), stack)

@@ -5,9 +5,6 @@ import torch
 
 from a1_ext import ops, reference
 
-ISAS = ["native", "avx2", "baseline"]
-
-
 def linear_case(tokens, out_features, in_features, dtype=torch.float32, bias=False, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(tokens, in_features, generator=g).to(dtype)
@@ -21,14 +18,6 @@ def assert_matches_float64(out, x, weight, bias):
     want = reference.linear(x.double(), weight.double(), None if bias is None else bias.double())
     assert out.shape == want.shape and out.dtype == x.dtype and out.is_contiguous()
     torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-5 * x.shape[1] ** 0.5)
-
-
-@pytest.fixture(params=ISAS)
-def isa(request, monkeypatch):
-    """Caps the kernel's instruction set like A1_CPU_ISA does for the other kernels."""
-    if request.param != "native":
-        monkeypatch.setenv("A1_CPU_ISA", request.param)
-    return request.param
 
 
 # T around the register tiles (4 token rows) and the BLAS crossover (32); N around the row blocks

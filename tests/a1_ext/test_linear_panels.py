@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from a1_ext import ops, reference
-from test_linear_ops import assert_matches_float64, isa, linear_case  # noqa: F401  (isa: fixture)
+from test_linear_ops import assert_matches_float64, linear_case
 
 
 def panel_case(tokens, out_features, in_features, dtype=torch.float32, bias=False, seed=0):

@@ -84,8 +84,14 @@ class DecoderLM(torch.nn.Module):
         if not self.layers:
             return self.norm(residual)
         hidden = torch.zeros_like(residual)  # the first layer's residual add is then a no-op
-        for layer, (k_cache, v_cache) in zip(self.layers, kv_caches):  # .forward: no hooks, no __call__ cost
-            hidden = layer.forward(residual, hidden, cos, sin, k_cache, v_cache, meta)
+        # Every layer in one op (DecoderLayer.forward is one of them): no Python between layers.
+        weights = zip(*(layer.weights() for layer in self.layers))  # ten lists, one entry per layer
+        first = self.layers[0]
+        hidden = ops.decoder_layers(
+            residual, hidden, *weights, cos, sin, [k for k, _ in kv_caches], [v for _, v in kv_caches],
+            meta.slot_mapping, meta.block_table, meta.seq_lens, meta.query_start_loc,
+            first.input_norm.eps, first.attention.scale,
+        )
         return self.norm(hidden, residual)[0]
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,6 @@
 import math
 
 import pytest
-import torch
 
 from a1.engine import EngineConfig, LLMEngine, RequestOutput, SamplingParams, ScoreResult
 from fake_lm import FakeTokenizer
