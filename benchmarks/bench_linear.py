@@ -1,6 +1,8 @@
 """a1::linear against its twin (F.linear, torch's BLAS) over every weight matrix of SmolLM2-135M,
 as one decode step reads them: 30 layers x (qkv, o, gate_up, down) + the LM head, 538 MB of fp32
 weights packed in one huge-page arena like a1's loader packs them. T = token rows per step (batch).
+impl: `panels` = a1's kernel on weight panels [N / 16, K, 16] (how load_model lays out fp32
+models), `rows` = a1's kernel on [N, K] weights (BLAS above 32 rows), `twin` = F.linear on [N, K].
 
 Run: pytest benchmarks/bench_linear.py --benchmark-enable --benchmark-columns=median,iqr,rounds
 """
@@ -26,15 +28,25 @@ def step_weights() -> list[torch.Tensor]:
     return list(params)
 
 
-@pytest.mark.parametrize("tokens", [1, 4, 8, 32])
-@pytest.mark.parametrize("impl", ["kernel", "twin"])
-def test_linear_decode_step(benchmark, step_weights, tokens, impl):
+@pytest.fixture(scope="module")
+def step_weight_panels(step_weights) -> list[torch.Tensor]:
+    params = torch.nn.ParameterList(
+        torch.nn.Parameter(ops.to_weight_panels(w), requires_grad=False) for w in step_weights
+    )
+    pack_parameters(params)
+    return list(params)
+
+
+@pytest.mark.parametrize("tokens", [1, 4, 8, 32, 256])
+@pytest.mark.parametrize("impl", ["panels", "rows", "twin"])
+def test_linear_decode_step(benchmark, step_weights, step_weight_panels, tokens, impl):
     g = torch.Generator().manual_seed(tokens)
     inputs = {k: torch.randn(tokens, k, generator=g) for k in (HIDDEN, INTERMEDIATE)}
-    fn = ops.linear if impl == "kernel" else reference.linear
+    fn = reference.linear if impl == "twin" else ops.linear
+    weights = step_weight_panels if impl == "panels" else step_weights
 
     def step() -> None:
-        for weight in step_weights:
+        for weight in weights:
             fn(inputs[weight.shape[1]], weight)
 
     benchmark.group = f"linear: all SmolLM2-135M weights, T={tokens}"

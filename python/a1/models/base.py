@@ -101,6 +101,14 @@ class DecoderLM(torch.nn.Module):
             return weight[input_ids // ops.LINEAR_PANEL_WIDTH, :, input_ids % ops.LINEAR_PANEL_WIDTH]
         return F.embedding(input_ids, weight)
 
+    def _apply(self, fn, recurse=True):
+        module = super()._apply(fn, recurse)
+        # Panels are the layout of a1's CPU fp32 kernel only: after a move to a GPU or a cast, give
+        # BLAS / cuBLAS their [N, K] back rather than a batched product per weight.
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            self.use_weight_panels(False)
+        return module
+
     def use_weight_panels(self, enable: bool = True) -> int:
         """Every layer's projection weights and the LM head (shared with the embedding when tied) as
         panels [N / 16, K, 16] (enable; a1's CPU fp32 kernel) or [N, K] (BLAS, cuBLAS); see

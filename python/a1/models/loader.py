@@ -32,8 +32,8 @@ def load_model(model: Union[str, os.PathLike], dtype: Optional[torch.dtype] = No
     built-in name (see a1.models.registry.BUILTIN_MODELS). dtype defaults to float32; the weights
     are cast to it (GGUF weights are dequantized). The model is on the CPU, its parameters packed in
     one huge-page buffer (a1.models.huge_pages); in float32 its layers' projection weights are laid
-    out as panels for a1's CPU kernel (DecoderLM.use_weight_panels; call use_weight_panels(False)
-    before moving the model to a GPU, whose BLAS wants [N, K]). Move it with .to()."""
+    out as panels for a1's CPU kernel (DecoderLM.use_weight_panels; .to() another device or dtype
+    restores [N, K]). Move it with .to()."""
     dtype = torch.float32 if dtype is None else dtype
     if dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"dtype must be one of {SUPPORTED_DTYPES}, got {dtype}")

@@ -162,3 +162,15 @@ def test_fp32_loads_weights_as_panels(tiny_checkpoint, name):
     for logits in (paneled, rows):
         torch.testing.assert_close(logits, hf_logits(hf_model, ids), atol=FP32_ATOL, rtol=0)
     assert weight_dims(load_model(directory, dtype=torch.bfloat16).model) == {2}
+
+
+def test_casting_a_paneled_model_restores_rows(tiny_checkpoint):
+    """Panels serve a1's CPU fp32 kernel only: .to(bf16) (or to a GPU) lays the weights out as [N, K]."""
+    hf_model, directory = tiny_checkpoint("llama")
+    model = load_model(directory).model
+    assert weight_dims(model) == {3}
+    model.to(torch.bfloat16)
+    assert weight_dims(model) == {2} and model.dtype == torch.bfloat16
+    ids = load_model(directory).tokenizer.encode(PROMPT)
+    logits = PagedDriver(model, block_size=16).step([(0, ids)])
+    assert (logits - hf_logits(hf_model, ids)).abs().mean() < 0.05
