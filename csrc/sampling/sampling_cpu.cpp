@@ -77,13 +77,15 @@ std::tuple<at::Tensor, at::Tensor> sample_cpu(const at::Tensor& logits, const at
       const float* row = base + b * vocab;
       const RowSampling row_params = params.row(b);
       if (row_params.temperature == 0.0f) {
-        ids[b] = first_argmax(row, vocab);
-      } else {
-        if (!scratch) scratch.emplace(vocab);
-        filter_row(row, vocab, row_params, *scratch);
-        ids[b] = race_argmax(scratch->filtered.data(), vocab, row_params.seed, row_params.offset,
-                             RngPurpose::kSampleRace, 0);
+        const GreedyRow greedy = greedy_row(row, vocab);
+        ids[b] = greedy.token;
+        out_logprob[b] = row[ids[b]] - greedy.stats.logsumexp();
+        continue;
       }
+      if (!scratch) scratch.emplace(vocab);
+      filter_row(row, vocab, row_params, *scratch);
+      ids[b] = race_argmax(scratch->filtered.data(), vocab, row_params.seed, row_params.offset,
+                           RngPurpose::kSampleRace, 0);
       out_logprob[b] = row[ids[b]] - row_softmax_stats(row, vocab, 1.0f).logsumexp();
     }
   });

@@ -31,11 +31,8 @@ struct SamplingScratch {
   explicit SamplingScratch(int64_t vocab) : filtered(vocab), weights(vocab) {}
 };
 
-// The first index of the largest value (NaNs never win; x[0] = NaN returns 0), i.e. the result of
-// `best = 0; for i: if (x[i] > x[best]) best = i`. That loop carries a dependence through x[best]
-// and does not vectorize (~75 us per 49152-token row); this is a vector max then a scan for it.
-A1_MULTIVERSION inline int64_t first_argmax(const float* x, int64_t n) {
-  if (std::isnan(x[0])) return 0;
+// The largest value of x[0, n), NaNs skipped (-inf when there is none).
+A1_MULTIVERSION inline float max_skipping_nan(const float* x, int64_t n) {
   simd::f32x8 running = simd::broadcast(kNegInf);
   int64_t i = 0;
   for (; i + simd::kWidth <= n; i += simd::kWidth) {
@@ -44,9 +41,43 @@ A1_MULTIVERSION inline int64_t first_argmax(const float* x, int64_t n) {
   }
   float best = simd::horizontal_max(running);
   for (; i < n; ++i) best = x[i] > best ? x[i] : best;
+  return best;
+}
+
+// The first index of the largest value (NaNs never win; x[0] = NaN returns 0), i.e. the result of
+// `best = 0; for i: if (x[i] > x[best]) best = i`. That loop carries a dependence through x[best]
+// and does not vectorize (~75 us per 49152-token row); this is a vector max then a scan for it.
+inline int64_t first_argmax(const float* x, int64_t n) {
+  if (std::isnan(x[0])) return 0;
+  const float best = max_skipping_nan(x, n);
   for (int64_t j = 0; j < n; ++j)
     if (x[j] == best) return j;
   return 0;  // every value NaN or -inf past x[0] = -inf
+}
+
+// A greedy row's token (first_argmax) and its softmax statistics (for the token's logprob) in one
+// pass: chunk by chunk, each chunk's max and sum of exp are taken while it sits in L1, so a 49152-
+// float row is read from memory once rather than three times (32 rows: 0.9 -> ~0.4 ms).
+struct GreedyRow {
+  int64_t token;
+  SoftmaxStats stats;
+};
+
+inline GreedyRow greedy_row(const float* x, int64_t n) {
+  if (std::isnan(x[0])) return {0, row_softmax_stats(x, n, 1.0f)};
+  GreedyRow out{-1, SoftmaxStats{}};
+  float best = kNegInf;
+  int64_t best_start = -1;
+  for (int64_t start = 0; start < n; start += kSoftmaxChunk) {
+    const int64_t len = std::min(kSoftmaxChunk, n - start);
+    const float chunk_max = max_skipping_nan(x + start, len);
+    if (chunk_max > best) best = chunk_max, best_start = start;  // strict: the first chunk wins ties
+    out.stats.add(x + start, len, 1.0f);
+  }
+  if (best_start < 0) return {first_argmax(x, n), out.stats};  // nothing above -inf
+  for (int64_t j = best_start; j < n; ++j)
+    if (x[j] == best) return {j, out.stats};
+  return {first_argmax(x, n), out.stats};  // not reached: best is some x[j]
 }
 
 // out[v] = logits[v] / temperature, or -inf outside top-k (ties at the k-th value kept) and

@@ -79,6 +79,19 @@ def test_greedy_takes_the_first_of_tied_maxima_anywhere_in_the_row(vocab):
     assert ids.tolist() == want and torch.equal(ids, rows.argmax(-1))
 
 
+def test_greedy_over_many_softmax_chunks():
+    """Greedy rows take their token and logprob in one chunked pass (1024-float chunks): a tie across
+    a chunk boundary goes to the first index, and the logprob is the full row's."""
+    torch.manual_seed(6)
+    rows = torch.randn(3, 5000)
+    rows[0, 1023] = rows[0, 1024] = 9.0  # the last of one chunk and the first of the next
+    rows[1, 4999] = 9.0  # the partial last chunk
+    rows[2, 2048:] = float("-inf")  # whole chunks masked
+    ids, logprob = ops.sample(rows, **_params(3, temperature=0.0))
+    assert ids[0] == 1023 and ids[1] == 4999 and torch.equal(ids, rows.argmax(-1))
+    torch.testing.assert_close(logprob, torch.log_softmax(rows, -1).gather(1, ids[:, None])[:, 0])
+
+
 def test_sample_is_reproducible_per_seed_and_offset():
     torch.manual_seed(5)
     logits = torch.randn(64, 500)
