@@ -126,7 +126,8 @@ def bench_prefix_cache(loaded, prompt_ids: list[int], kv_cache_gb: float, sample
         "samples": samples,
         "prompt_tokens": len(prompt_ids),
         "hit_rate": metrics.prefix_cache_hit_rate,
-        "ideal_hit_rate": (samples - 1) * ((len(prompt_ids) - 1) // 16 * 16) / (samples * len(prompt_ids)),
+        # every sample after the first reuses all of the prompt's KV but its last token's
+        "ideal_hit_rate": (samples - 1) * (len(prompt_ids) - 1) / (samples * len(prompt_ids)),
         "peak_blocks": metrics.peak_blocks_used,
         "unshared_blocks": samples * -(-(len(prompt_ids) + 15) // 16),  # each sample's own copy
         "wall_s": time.perf_counter() - start,

@@ -5,6 +5,12 @@ chained hash hash(parent hash, block tokens); a hit also compares the tokens and
 hash collision is a miss, never wrong KV. Freed registered blocks stay findable in an LRU (oldest
 freed is evicted first, lazily, when the block is reallocated). Uncommitted tokens (unverified
 drafts, scored-but-not-kept steps) are never registered.
+
+Partial tails: N samples of one prompt share its full blocks, but each would recompute the tokens
+after the last full block. Instead the first sequence to allocate after a chain of full blocks is
+that chain's tail owner; a later sequence whose next tokens match the owner's computed ones takes
+a copy of the owner's partial block (copy_blocks before the next forward) in place of computing
+them. A copy, not a shared block, since each sequence goes on to write its own tokens there.
 """
 from __future__ import annotations
 
@@ -65,6 +71,9 @@ class BlockManager:
         self.hash_to_block: dict[int, int] = {}
         self._inflight: dict[int, int] = {}  # hash -> seq_id computing that block right now
         self._copies: dict[int, int] = {}  # COW: dst -> src, applied before the next forward
+        self._tail_owner: dict[Optional[int], Sequence] = {}  # parent hash -> seq computing past it
+        self._copy_sources: list[int] = []  # partial tails being copied: held until the copy ran
+        self._tail_key: dict[int, Optional[int]] = {}  # seq_id -> the parent hash it owns
         self.num_prefix_queries = self.num_prefix_hits = 0
 
     # ------------------------------------------------------------------ pool
@@ -104,10 +113,17 @@ class BlockManager:
         block.ref_count += 1
 
     def take_copies(self) -> list[tuple[int, int]]:
-        """(src, dst) block pairs recorded by copy-on-write since the last call."""
+        """(src, dst) block pairs recorded by copy-on-write and partial-tail hits since the last call."""
         pairs = [(src, dst) for dst, src in self._copies.items()]
         self._copies.clear()
         return pairs
+
+    def copies_done(self) -> None:
+        """The forward that applied the last take_copies() has run: release the partial tails it
+        copied from (held so that no other sequence could be given and overwrite them first)."""
+        for block_id in self._copy_sources:
+            self._release(block_id)
+        self._copy_sources.clear()
 
     # ------------------------------------------------------------------ prefix cache
     def _hashes(self, seq: Sequence) -> list[int]:
@@ -135,16 +151,46 @@ class BlockManager:
         return hits
 
     def prefix_in_flight(self, seq: Sequence) -> bool:
-        """True when the next block of seq's prefix is being computed by another running sequence;
-        the scheduler then waits a step so the prefix is stored once and then shared."""
+        """True when the next block of seq's prefix, or the partial tail after its full blocks, is
+        being computed by another running sequence; the scheduler then waits a step so the prefix
+        is computed once and then shared."""
         if not self.enable_prefix_caching:
             return False
         i = len(self._lookup(seq))
         hashes = seq.block_hashes
-        if i >= len(hashes) or i >= seq.prefix_cap // self.block_size:
-            return False
-        owner = self._inflight.get(hashes[i])
-        return owner is not None and owner != seq.seq_id
+        if i < len(hashes) and i < seq.prefix_cap // self.block_size:
+            owner = self._inflight.get(hashes[i])
+            return owner is not None and owner != seq.seq_id
+        match = self._tail_match(seq, i)
+        return match is not None and match[0].num_computed_tokens < i * self.block_size + match[1]
+
+    def _tail_match(self, seq: Sequence, num_full: int) -> Optional[tuple[Sequence, int]]:
+        """(owner, m) when seq's next m tokens after its num_full cached blocks (up to its
+        prefix_cap, 0 < m < block_size) are the same tokens as the tail owner's at that point."""
+        bs = self.block_size
+        start, end = num_full * bs, min(seq.prefix_cap, (num_full + 1) * bs - 1)
+        if end <= start:
+            return None
+        owner = self._tail_owner.get(seq.block_hashes[num_full - 1] if num_full else None)
+        if owner is None or owner is seq or len(owner.block_table) <= num_full or owner.token_ids[:end] != seq.token_ids[:end]:
+            return None
+        return owner, end - start
+
+    def _register_tail_owner(self, seq: Sequence, num_full: int) -> None:
+        """seq will compute the tokens after its first num_full (full, committed) blocks: it owns
+        that chain's tail unless another sequence holding blocks already does."""
+        if seq.feed_end <= num_full * self.block_size:
+            return
+        key = seq.block_hashes[num_full - 1] if num_full else None
+        owner = self._tail_owner.get(key)
+        if owner is None or not owner.block_table:
+            self._tail_owner[key] = seq
+            self._tail_key[seq.seq_id] = key
+
+    def _drop_tail_owner(self, seq: Sequence) -> None:
+        key = self._tail_key.pop(seq.seq_id, -1)
+        if key != -1 and self._tail_owner.get(key) is seq:
+            del self._tail_owner[key]
 
     def cache_blocks(self, seq: Sequence) -> None:
         """Register seq's full blocks that are computed and committed."""
@@ -171,14 +217,19 @@ class BlockManager:
                 del self._inflight[h]
 
     # ------------------------------------------------------------------ sequences
-    def _plan(self, seq: Sequence, token_budget: int) -> tuple[list[int], int, int]:
-        """(cached prefix blocks, tokens of the first chunk, new blocks needed) for allocate()."""
+    def _plan(self, seq: Sequence, token_budget: int) -> tuple[list[int], Optional[int], int, int, int]:
+        """(cached prefix blocks, the computed partial tail to copy or None, tokens they give, tokens
+        of the first chunk, new blocks needed) for allocate()."""
         hits = self._lookup(seq)
-        num_hit = len(hits) * self.block_size
+        num_hit, tail = len(hits) * self.block_size, None
+        match = self._tail_match(seq, len(hits)) if self.enable_prefix_caching else None
+        if match is not None and match[0].num_computed_tokens >= num_hit + match[1]:
+            tail = match[0].block_table[len(hits)]
+            num_hit += match[1]
         num_new = min(seq.feed_end - num_hit, token_budget)
-        return hits, num_new, cdiv(num_hit + num_new, self.block_size) - len(hits)
+        return hits, tail, num_hit, num_new, cdiv(num_hit + num_new, self.block_size) - len(hits)
 
-    def _fits(self, hits: list[int], num_new: int, needed: int) -> bool:
+    def _fits(self, hits: list[int], tail: Optional[int], num_hit: int, num_new: int, needed: int) -> bool:
         reclaimed = sum(1 for b in hits if self.blocks[b].ref_count == 0)  # cached but free: leave the pool
         return num_new > 0 and needed + reclaimed <= self.num_free_blocks
 
@@ -187,22 +238,28 @@ class BlockManager:
 
     def allocate(self, seq: Sequence, token_budget: int) -> int:
         """First allocation of a sequence that holds no blocks: take its cached prefix (setting
-        num_computed_tokens) and blocks for the first chunk of at most token_budget tokens.
-        Returns the chunk length, or 0 (and changes nothing) when the pool is short."""
+        num_computed_tokens), a copy of a matching computed partial tail, and blocks for the first
+        chunk of at most token_budget tokens. Returns the chunk length, or 0 (and changes nothing)
+        when the pool is short."""
         assert not seq.block_table and seq.num_computed_tokens == 0, "allocate() needs a sequence without blocks"
-        hits, num_new, needed = self._plan(seq, token_budget)
-        if not self._fits(hits, num_new, needed):
+        hits, tail, num_hit, num_new, needed = self._plan(seq, token_budget)
+        if not self._fits(hits, tail, num_hit, num_new, needed):
             return 0
         for b in hits:
             self._touch(b)
         seq.block_table = hits + [self._allocate_block() for _ in range(needed)]
-        num_hit = len(hits) * self.block_size
+        if tail is not None:  # its KV, copied before the next forward; the source held until then
+            self._touch(tail)
+            self._copy_sources.append(tail)
+            self._copies[seq.block_table[len(hits)]] = tail
         seq.num_cached_blocks, seq.num_computed_tokens = len(hits), num_hit
         self.num_prefix_queries += len(seq.token_ids)
         self.num_prefix_hits += num_hit
         if self.enable_prefix_caching:  # mark the committed full blocks this sequence will compute
             for h in seq.block_hashes[len(hits) : min(seq.num_committed, seq.feed_end) // self.block_size]:
                 self._inflight.setdefault(h, seq.seq_id)
+            if tail is None:  # the tokens after its last full committed block are ours to compute
+                self._register_tail_owner(seq, min(seq.num_committed, seq.feed_end) // self.block_size)
         return num_new
 
     def _needs_copy(self, seq: Sequence) -> bool:
@@ -240,6 +297,7 @@ class BlockManager:
         """Release every block (tail first, so chain tails are evicted first); the sequence will
         recompute from scratch (its registered blocks may still be hit in the prefix cache)."""
         self._drop_inflight(seq)
+        self._drop_tail_owner(seq)
         for block_id in reversed(seq.block_table):
             self._release(block_id)
         seq.block_table = []

@@ -272,3 +272,24 @@ def test_kept_but_uncommitted_tokens_enter_the_cache_only_on_commit(tiny_model, 
     assert engine.seqs[draft].num_cached_blocks == 2  # unverified draft tokens stay out of the cache
     engine.truncate(draft, len(history))  # rejected
     assert engine.token_ids(draft) == history and len(out.token_ids) == 9
+
+
+def test_samples_of_one_prompt_share_its_partial_tail(tiny_model, tokenizer):
+    """N samples of one prompt: the first computes the prompt, the others wait a step, take its
+    full blocks and a copy of its partial tail block, and feed only their last prompt token; their
+    samples are those of an engine that computes every prompt in full."""
+    p = prompt(14)  # 3 full blocks of 4 and a tail of 2
+    params = [SamplingParams(temperature=1.0, max_tokens=6, seed=s, ignore_eos=True) for s in range(5)]
+    outputs, processed = [], []
+    for caching in (True, False):
+        engine = make_engine(tiny_model, tokenizer, enable_prefix_caching=caching)
+        ids = [engine.add_request(p, sp) for sp in params]
+        done = run_all(engine)
+        outputs.append([done[i].token_ids for i in ids])
+        processed.append(engine.metrics.num_tokens_processed)
+    assert outputs[0] == outputs[1]
+    assert processed[1] - processed[0] == 4 * (14 - 1)  # each later sample fed 1 prompt token, not 14
+    greedy = make_engine(tiny_model, tokenizer)
+    ids = [greedy.add_request(p, GREEDY) for _ in range(4)]
+    done = run_all(greedy)
+    assert all(done[i].token_ids == tiny_model.greedy_reference(p, 8) for i in ids)
