@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional, Sequence as Seq
 
-from .sequence import Sequence
+from .sequence import Sequence, SequenceStatus
 
 
 def hash_block_tokens(parent_hash: Optional[int], token_ids: tuple[int, ...]) -> int:
@@ -162,7 +162,11 @@ class BlockManager:
             owner = self._inflight.get(hashes[i])
             return owner is not None and owner != seq.seq_id
         match = self._tail_match(seq, i)
-        return match is not None and match[0].num_computed_tokens < i * self.block_size + match[1]
+        if match is None:
+            return False
+        owner, end = match[0], i * self.block_size + match[1]
+        # waiting pays only while the owner's task is still going to compute those tokens
+        return owner.num_computed_tokens < end and owner.status is SequenceStatus.RUNNING and owner.feed_end >= end
 
     def _tail_match(self, seq: Sequence, num_full: int) -> Optional[tuple[Sequence, int]]:
         """(owner, m) when seq's next m tokens after its num_full cached blocks (up to its

@@ -1,6 +1,7 @@
 """Partial tails: samples of one prompt take a copy of the KV its first sequence computed after
 the last full block instead of recomputing those tokens (BlockManager docstring)."""
 from a1.engine.block_manager import BlockManager
+from a1.engine.sequence import SequenceStatus
 from test_block_manager import compute, gen_seq, refs
 
 
@@ -22,13 +23,15 @@ def test_partial_tail_is_copied_from_its_owner():
 
 def test_tail_waits_while_its_owner_computes_it():
     bm = BlockManager(16, 4)
-    owner, twin = gen_seq(0, list(range(10))), gen_seq(1, list(range(10)))
-    assert bm.allocate(owner, 100) == 10  # scheduled, not computed yet
+    owner, twin = gen_seq(0, list(range(3))), gen_seq(1, list(range(3)))  # all tail, no full block
+    assert bm.allocate(owner, 100) == 3  # scheduled, not computed yet
+    assert not bm.prefix_in_flight(twin)  # the owner is not running: nothing to wait for
+    owner.status = SequenceStatus.RUNNING
     assert bm.prefix_in_flight(twin)
-    owner.num_computed_tokens = 10
+    owner.num_computed_tokens = 3
     bm.cache_blocks(owner)
     assert not bm.prefix_in_flight(twin)
-    assert bm.allocate(twin, 100) == 1
+    assert bm.allocate(twin, 100) == 1 and bm.take_copies() == [(owner.block_table[0], twin.block_table[0])]
 
 
 def test_only_matching_computed_tokens_are_copied():
