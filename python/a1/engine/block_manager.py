@@ -6,11 +6,9 @@ hash collision is a miss, never wrong KV. Freed registered blocks stay findable 
 freed is evicted first, lazily, when the block is reallocated). Uncommitted tokens (unverified
 drafts, scored-but-not-kept steps) are never registered.
 
-Partial tails: N samples of one prompt share its full blocks, but each would recompute the tokens
-after the last full block. Instead the first sequence to allocate after a chain of full blocks is
-that chain's tail owner; a later sequence whose next tokens match the owner's computed ones takes
-a copy of the owner's partial block (copy_blocks before the next forward) in place of computing
-them. A copy, not a shared block, since each sequence goes on to write its own tokens there.
+Partial tails (tail_owners.py): a sequence whose tokens after its cached full blocks were computed
+by another sequence takes a copy of that sequence's partial block (copy_blocks before the next
+forward) instead of computing them; a copy, not a shared block, since each goes on to write there.
 """
 from __future__ import annotations
 
@@ -19,6 +17,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence as Seq
 
 from .sequence import Sequence, SequenceStatus
+from .tail_owners import TailOwners
 
 
 def hash_block_tokens(parent_hash: Optional[int], token_ids: tuple[int, ...]) -> int:
@@ -40,6 +39,18 @@ class Block:
 
     def clear_hash(self) -> None:
         self.hash = self.parent_hash = self.token_ids = None
+
+
+@dataclass
+class AllocationPlan:
+    """What allocate() would take: cached prefix blocks, a computed partial tail to copy (or None),
+    the tokens they give, the first chunk's tokens and the new blocks (the copy's included)."""
+
+    hits: list[int]
+    tail: Optional[int]
+    num_hit: int
+    num_new: int
+    num_new_blocks: int
 
 
 def split_kv_budget(kv_cache_bytes: int, bytes_per_token: Seq[int], block_size: int) -> list[int]:
@@ -71,9 +82,8 @@ class BlockManager:
         self.hash_to_block: dict[int, int] = {}
         self._inflight: dict[int, int] = {}  # hash -> seq_id computing that block right now
         self._copies: dict[int, int] = {}  # COW: dst -> src, applied before the next forward
-        self._tail_owner: dict[Optional[int], Sequence] = {}  # parent hash -> seq computing past it
+        self._tails = TailOwners(block_size)
         self._copy_sources: list[int] = []  # partial tails being copied: held until the copy ran
-        self._tail_key: dict[int, Optional[int]] = {}  # seq_id -> the parent hash it owns
         self.num_prefix_queries = self.num_prefix_hits = 0
 
     # ------------------------------------------------------------------ pool
@@ -161,40 +171,12 @@ class BlockManager:
         if i < len(hashes) and i < seq.prefix_cap // self.block_size:
             owner = self._inflight.get(hashes[i])
             return owner is not None and owner != seq.seq_id
-        match = self._tail_match(seq, i)
+        match = self._tails.match(seq, i)
         if match is None:
             return False
         owner, end = match[0], i * self.block_size + match[1]
         # waiting pays only while the owner's task is still going to compute those tokens
         return owner.num_computed_tokens < end and owner.status is SequenceStatus.RUNNING and owner.feed_end >= end
-
-    def _tail_match(self, seq: Sequence, num_full: int) -> Optional[tuple[Sequence, int]]:
-        """(owner, m) when seq's next m tokens after its num_full cached blocks (up to its
-        prefix_cap, 0 < m < block_size) are the same tokens as the tail owner's at that point."""
-        bs = self.block_size
-        start, end = num_full * bs, min(seq.prefix_cap, (num_full + 1) * bs - 1)
-        if end <= start:
-            return None
-        owner = self._tail_owner.get(seq.block_hashes[num_full - 1] if num_full else None)
-        if owner is None or owner is seq or len(owner.block_table) <= num_full or owner.token_ids[:end] != seq.token_ids[:end]:
-            return None
-        return owner, end - start
-
-    def _register_tail_owner(self, seq: Sequence, num_full: int) -> None:
-        """seq will compute the tokens after its first num_full (full, committed) blocks: it owns
-        that chain's tail unless another sequence holding blocks already does."""
-        if seq.feed_end <= num_full * self.block_size:
-            return
-        key = seq.block_hashes[num_full - 1] if num_full else None
-        owner = self._tail_owner.get(key)
-        if owner is None or not owner.block_table:
-            self._tail_owner[key] = seq
-            self._tail_key[seq.seq_id] = key
-
-    def _drop_tail_owner(self, seq: Sequence) -> None:
-        key = self._tail_key.pop(seq.seq_id, -1)
-        if key != -1 and self._tail_owner.get(key) is seq:
-            del self._tail_owner[key]
 
     def cache_blocks(self, seq: Sequence) -> None:
         """Register seq's full blocks that are computed and committed."""
@@ -221,24 +203,22 @@ class BlockManager:
                 del self._inflight[h]
 
     # ------------------------------------------------------------------ sequences
-    def _plan(self, seq: Sequence, token_budget: int) -> tuple[list[int], Optional[int], int, int, int]:
-        """(cached prefix blocks, the computed partial tail to copy or None, tokens they give, tokens
-        of the first chunk, new blocks needed) for allocate()."""
+    def _plan(self, seq: Sequence, token_budget: int) -> AllocationPlan:
         hits = self._lookup(seq)
         num_hit, tail = len(hits) * self.block_size, None
-        match = self._tail_match(seq, len(hits)) if self.enable_prefix_caching else None
+        match = self._tails.match(seq, len(hits)) if self.enable_prefix_caching else None
         if match is not None and match[0].num_computed_tokens >= num_hit + match[1]:
             tail = match[0].block_table[len(hits)]
             num_hit += match[1]
         num_new = min(seq.feed_end - num_hit, token_budget)
-        return hits, tail, num_hit, num_new, cdiv(num_hit + num_new, self.block_size) - len(hits)
+        return AllocationPlan(hits, tail, num_hit, num_new, cdiv(num_hit + num_new, self.block_size) - len(hits))
 
-    def _fits(self, hits: list[int], tail: Optional[int], num_hit: int, num_new: int, needed: int) -> bool:
-        reclaimed = sum(1 for b in hits if self.blocks[b].ref_count == 0)  # cached but free: leave the pool
-        return num_new > 0 and needed + reclaimed <= self.num_free_blocks
+    def _fits(self, plan: AllocationPlan) -> bool:
+        reclaimed = sum(1 for b in plan.hits if self.blocks[b].ref_count == 0)  # cached but free: leave the pool
+        return plan.num_new > 0 and plan.num_new_blocks + reclaimed <= self.num_free_blocks
 
     def can_allocate(self, seq: Sequence, token_budget: int) -> bool:
-        return self._fits(*self._plan(seq, token_budget))
+        return self._fits(self._plan(seq, token_budget))
 
     def allocate(self, seq: Sequence, token_budget: int) -> int:
         """First allocation of a sequence that holds no blocks: take its cached prefix (setting
@@ -246,25 +226,26 @@ class BlockManager:
         chunk of at most token_budget tokens. Returns the chunk length, or 0 (and changes nothing)
         when the pool is short."""
         assert not seq.block_table and seq.num_computed_tokens == 0, "allocate() needs a sequence without blocks"
-        hits, tail, num_hit, num_new, needed = self._plan(seq, token_budget)
-        if not self._fits(hits, tail, num_hit, num_new, needed):
+        plan = self._plan(seq, token_budget)
+        if not self._fits(plan):
             return 0
-        for b in hits:
+        for b in plan.hits:
             self._touch(b)
-        seq.block_table = hits + [self._allocate_block() for _ in range(needed)]
-        if tail is not None:  # its KV, copied before the next forward; the source held until then
-            self._touch(tail)
-            self._copy_sources.append(tail)
-            self._copies[seq.block_table[len(hits)]] = tail
-        seq.num_cached_blocks, seq.num_computed_tokens = len(hits), num_hit
+        seq.block_table = plan.hits + [self._allocate_block() for _ in range(plan.num_new_blocks)]
+        if plan.tail is not None:  # its KV, copied before the next forward; the source held until then
+            self._touch(plan.tail)
+            self._copy_sources.append(plan.tail)
+            self._copies[seq.block_table[len(plan.hits)]] = plan.tail
+        seq.num_cached_blocks, seq.num_computed_tokens = len(plan.hits), plan.num_hit
         self.num_prefix_queries += len(seq.token_ids)
-        self.num_prefix_hits += num_hit
+        self.num_prefix_hits += plan.num_hit
         if self.enable_prefix_caching:  # mark the committed full blocks this sequence will compute
-            for h in seq.block_hashes[len(hits) : min(seq.num_committed, seq.feed_end) // self.block_size]:
+            num_full = min(seq.num_committed, seq.feed_end) // self.block_size
+            for h in seq.block_hashes[len(plan.hits) : num_full]:
                 self._inflight.setdefault(h, seq.seq_id)
-            if tail is None:  # the tokens after its last full committed block are ours to compute
-                self._register_tail_owner(seq, min(seq.num_committed, seq.feed_end) // self.block_size)
-        return num_new
+            if plan.tail is None:  # the tokens after its last full committed block are its to compute
+                self._tails.register(seq, num_full)
+        return plan.num_new
 
     def _needs_copy(self, seq: Sequence) -> bool:
         start = seq.num_computed_tokens
@@ -301,7 +282,7 @@ class BlockManager:
         """Release every block (tail first, so chain tails are evicted first); the sequence will
         recompute from scratch (its registered blocks may still be hit in the prefix cache)."""
         self._drop_inflight(seq)
-        self._drop_tail_owner(seq)
+        self._tails.drop(seq)
         for block_id in reversed(seq.block_table):
             self._release(block_id)
         seq.block_table = []
