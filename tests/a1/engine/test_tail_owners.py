@@ -1,5 +1,5 @@
 """Partial tails: samples of one prompt take a copy of the KV its first sequence computed after
-the last full block instead of recomputing those tokens (BlockManager docstring)."""
+the last full block instead of recomputing those tokens (engine/tail_owners.py)."""
 from a1.engine.block_manager import BlockManager
 from a1.engine.sequence import SequenceStatus
 from test_block_manager import compute, gen_seq, refs
