@@ -72,8 +72,8 @@ LINEAR_PANEL_WIDTH = 16  # output features per panel of a panel-packed linear we
 
 def to_weight_panels(weight: torch.Tensor) -> torch.Tensor:
     """W [N, K] as panels [N / 16, K, 16], panels[p, k, i] = W[16 p + i, k] (a new contiguous
-    tensor): for each k, 16 output features side by side, the layout a1's CPU linear kernel
-    multiplies at full FMA rate. N must be a multiple of 16."""
+    tensor): for each k, 16 output features side by side, so a1's CPU linear kernel multiplies by
+    them with outer products instead of dot products along K. N must be a multiple of 16."""
     if weight.dim() != 2 or weight.shape[0] % LINEAR_PANEL_WIDTH != 0:
         raise ValueError(f"weight must be [N, K] with N a multiple of {LINEAR_PANEL_WIDTH}, got shape {tuple(weight.shape)}")
     n, k = weight.shape

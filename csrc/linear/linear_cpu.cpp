@@ -1,13 +1,15 @@
 // CPU glue of a1::linear. fp32 weights in panels [N / 16, K, 16] run the packed kernel of
-// linear/packed_gemm_kernels.h for any number of token rows (it beats BLAS from 1 row to
-// prefill-sized batches); fp32 [N, K] weights with at most kSkinnyMaxTokens rows (decode steps,
-// short verification and scoring batches) run the weight-streaming kernel of
-// linear/skinny_gemm_kernels.h; bf16/fp16 and longer inputs on [N, K] go to BLAS.
+// linear/packed_gemm_kernels.h for any number of token rows (level with BLAS or ahead of it up to a
+// few hundred rows; from ~512 rows MKL's blocking is 10-20% faster, benchmarks/RESULTS.md §1, which
+// a second [N, K] copy of the weights would not be worth); fp32 [N, K] weights with at most
+// kSkinnyMaxTokens rows (decode steps, short verification and scoring batches) run the
+// weight-streaming kernel of linear/skinny_gemm_kernels.h; bf16/fp16 and longer inputs on [N, K]
+// go to BLAS.
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
-#include <vector>
+#include <memory>
 
 #include "linear/linear_checks.h"
 #include "linear/linear_cpu.h"
@@ -70,13 +72,13 @@ at::Tensor packed_linear(const at::Tensor& x, const at::Tensor& panels, const at
   // Units of kPanelAlignment panels, so the thread boundaries fall on whole register blocks.
   const int64_t units = (num_panels + linear::kPanelAlignment - 1) / linear::kPanelAlignment;
   const int64_t chunk_rows = std::min(kPackedTokenChunk, x.size(0));
-  std::vector<float> x_tiles(chunk_rows * in_features);
+  const std::unique_ptr<float[]> x_tiles(new float[chunk_rows * in_features]);  // every element is packed
   // Long inputs (prefill) in chunks of token rows, so a chunk's rows and outputs stay in L2 while
   // the weights pass by (1024 rows: 227 -> ~300 GFLOP/s).
   for (int64_t t0 = 0; t0 < x.size(0); t0 += kPackedTokenChunk) {
     const int64_t rows = std::min(kPackedTokenChunk, x.size(0) - t0);
-    kernel.pack_fn(x.data_ptr<float>() + t0 * x.stride(0), x.stride(0), rows, in_features, x_tiles.data());
-    const linear::PackedGemmParams params{x_tiles.data(),
+    kernel.pack_fn(x.data_ptr<float>() + t0 * x.stride(0), x.stride(0), rows, in_features, x_tiles.get());
+    const linear::PackedGemmParams params{x_tiles.get(),
                                           panels.data_ptr<float>(),
                                           bias.defined() ? bias.data_ptr<float>() : nullptr,
                                           out.data_ptr<float>() + t0 * out_features,

@@ -92,7 +92,8 @@ std::tuple<at::Tensor, at::Tensor> linear_step_score_cpu(const at::Tensor& hidde
   TORCH_CHECK(chunk > 0, "chunk must be > 0, got ", chunk);
   const int64_t num_tokens = hidden.size(0), vocab = linear_out_features(lm_head);
   // Panels are cut into tiles of whole panels.
-  const int64_t tile_rows = is_weight_panels(lm_head) ? (chunk + kLinearPanelWidth - 1) / kLinearPanelWidth * kLinearPanelWidth : chunk;
+  const int64_t tile_rows =
+      is_weight_panels(lm_head) ? (chunk + kLinearPanelWidth - 1) / kLinearPanelWidth * kLinearPanelWidth : chunk;
   const ScoreInputs inputs = check_score_inputs(token_ids, cu_seqlens, num_tokens, vocab, temperature);
   const float scale = static_cast<float>(1.0 / temperature);
   const at::Tensor hidden_f32 = hidden.to(at::kFloat).contiguous();

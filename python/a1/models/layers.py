@@ -104,7 +104,7 @@ class DecoderLayer(torch.nn.Module):
         return [(attention, "qkv_weight"), (attention, "o_weight"), (mlp, "gate_up_weight"), (mlp, "down_weight")]
 
     def use_weight_panels(self, enable: bool = True) -> int:
-        """The projection weights as panels (enable; at 32 token rows a1's CPU kernel runs ~1.7x
+        """The projection weights as panels (enable; at 32 token rows a1's CPU kernel runs ~1.5x
         faster on them than on [N, K]) or as [N, K] (relayout_weight). Returns how many changed."""
         changed = sum(relayout_weight(module, name, enable) for module, name in self.projections())
         self._weights = None  # new Parameter objects
