@@ -144,6 +144,22 @@ def test_many_threads_match_one():
     torch.testing.assert_close(ops.paged_attention(*args, 0.125), single, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("num_q_heads,num_kv_heads", [(9, 3), (8, 2)])
+def test_large_decode_batch_takes_rows_whole(num_q_heads, num_kv_heads):
+    """A 32-row decode step has enough work items that each worker takes all kv heads of a row at
+    once: the same outputs as the twin, and as one thread."""
+    args = paged_batch([(40 + 7 * b, 1) for b in range(32)], num_q_heads, num_kv_heads, 64, 16, torch.float32,
+                       seed=9)
+    out = check_against_twin(args, 0.125, torch.float32)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = ops.paged_attention(*args, 0.125)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(out, single, atol=0, rtol=0)
+
+
 def test_opcheck():
     args = paged_batch([(7, 1), (5, 3), (4, 0)], 4, 2, 16, 4, torch.float32)
     torch.library.opcheck(torch.ops.a1.paged_attention.default, (*args, 0.25))
