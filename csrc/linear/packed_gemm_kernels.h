@@ -15,7 +15,7 @@
 // block, or the first block of the next panel group: the packed array is one contiguous stream)
 // is prefetched a few lines per k step. Spreading the prefetches keeps DRAM busy during the
 // compute-bound token tiles instead of stalling on the first tile of each block (at 32 token rows,
-// 37 ms instead of 50 ms for SmolLM2-135M's layer weights on the benchmark machine).
+// 37 ms instead of 50 ms for all of SmolLM2-135M's weights on the benchmark machine).
 #pragma once
 #include <algorithm>
 #include <cstdint>
