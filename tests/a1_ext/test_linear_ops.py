@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from a1_ext import ops, reference
+from threads import on_threads
 
 def linear_case(tokens, out_features, in_features, dtype=torch.float32, bias=False, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -43,14 +44,8 @@ def test_linear_large_output_uses_both_threads_and_matches():
 
 def test_linear_result_does_not_depend_on_thread_count():
     x, weight, bias = linear_case(5, 4099, 200, bias=True, seed=5)
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = ops.linear(x, weight, bias)
-        torch.set_num_threads(max(2, previous))
-        many = ops.linear(x, weight, bias)
-    finally:
-        torch.set_num_threads(previous)
+    one = on_threads(1, lambda: ops.linear(x, weight, bias))
+    many = on_threads(max(2, torch.get_num_threads()), lambda: ops.linear(x, weight, bias))
     assert torch.equal(one, many)  # each output is summed by one thread in a fixed order
 
 

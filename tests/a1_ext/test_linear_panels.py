@@ -6,6 +6,7 @@ import torch
 
 from a1_ext import ops, reference
 from test_linear_ops import assert_matches_float64, linear_case
+from threads import on_threads
 
 
 def panel_case(tokens, out_features, in_features, dtype=torch.float32, bias=False, seed=0):
@@ -59,19 +60,13 @@ def test_panels_large_output_splits_over_threads():
 
 def test_panels_result_does_not_depend_on_thread_count():
     x, _, panels, bias = panel_case(21, 4096, 200, bias=True, seed=5)
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = ops.linear(x, panels, bias)
-        torch.set_num_threads(max(2, previous))
-        many = ops.linear(x, panels, bias)
-    finally:
-        torch.set_num_threads(previous)
+    one = on_threads(1, lambda: ops.linear(x, panels, bias))
+    many = on_threads(max(2, torch.get_num_threads()), lambda: ops.linear(x, panels, bias))
     assert torch.equal(one, many)  # each output is summed by one thread in a fixed order
 
 
 def test_panels_strided_rows_of_x():
-    x_wide, weight, panels, _ = panel_case(6, 32, 300, seed=7)
+    _, weight, panels, _ = panel_case(6, 32, 300, seed=7)
     x_wide = torch.randn(6, 400)
     x = x_wide[:, 50:350]  # row stride 400 > K
     assert not x.is_contiguous()

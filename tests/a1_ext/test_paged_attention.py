@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from a1_ext import ops, reference
+from threads import on_threads
 
 TOLERANCE = {
     torch.float32: dict(atol=2e-5, rtol=1e-5),
@@ -135,12 +136,7 @@ def test_no_tokens():
 
 def test_many_threads_match_one():
     args = paged_batch([(300, 1)] * 3 + [(200, 90)], 8, 2, 64, 16, torch.float32, seed=6)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        single = ops.paged_attention(*args, 0.125)
-    finally:
-        torch.set_num_threads(threads)
+    single = on_threads(1, lambda: ops.paged_attention(*args, 0.125))
     torch.testing.assert_close(ops.paged_attention(*args, 0.125), single, atol=0, rtol=0)
 
 
@@ -151,12 +147,7 @@ def test_large_decode_batch_takes_rows_whole(num_q_heads, num_kv_heads):
     args = paged_batch([(40 + 7 * b, 1) for b in range(32)], num_q_heads, num_kv_heads, 64, 16, torch.float32,
                        seed=9)
     out = check_against_twin(args, 0.125, torch.float32)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        single = ops.paged_attention(*args, 0.125)
-    finally:
-        torch.set_num_threads(threads)
+    single = on_threads(1, lambda: ops.paged_attention(*args, 0.125))
     torch.testing.assert_close(out, single, atol=0, rtol=0)
 
 
