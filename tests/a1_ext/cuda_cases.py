@@ -176,3 +176,18 @@ def layer_case(q_lens, seq_lens, bias=False, seed=0):
         cos=cos, sin=sin, k_cache=k_cache, v_cache=v_cache, slot_mapping=torch.tensor(slots, dtype=torch.int64),
         block_table=table, seq_lens=lens, query_start_loc=qsl, eps=1e-5, scale=scale,
     )
+
+
+DECODER_WEIGHT_ARGS = ["input_norm_weight", "qkv_weight", "qkv_bias", "o_weight", "o_bias", "post_norm_weight",
+                       "gate_up_weight", "gate_up_bias", "down_weight", "down_bias"]
+
+
+def layers_case(q_lens, seq_lens, layers, bias=False, seed=10):
+    """decoder_layers inputs for `layers` layers, each with its own weights and caches (layer_case
+    with seeds seed, seed + 1, ...) and the rest shared."""
+    cases = [layer_case(q_lens, seq_lens, bias, seed=seed + i) for i in range(layers)]
+    stack = {k: v for k, v in cases[0].items() if k not in DECODER_WEIGHT_ARGS + ["k_cache", "v_cache"]}
+    stack.update({name: [case[name] for case in cases] for name in DECODER_WEIGHT_ARGS})
+    stack["k_caches"] = [case["k_cache"] for case in cases]
+    stack["v_caches"] = [case["v_cache"] for case in cases]
+    return stack

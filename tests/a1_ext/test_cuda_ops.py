@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cuda_cases import (activation_case, assert_close_up_to_rounding, attention_case, cuda_skip_reason, layer_case,
-                        norm_case, reference, rotary_case, sampling_params, score_case, verify_case)
+                        layers_case, norm_case, reference, rotary_case, sampling_params, score_case, verify_case)
 
 _reason = cuda_skip_reason()
 if _reason:
@@ -169,12 +169,7 @@ def test_decoder_layer(q_lens, seq_lens):
 
 def test_decoder_layers():
     """Two layers in one call on CUDA tensors: the same as on the CPU."""
-    cases = [layer_case([1, 2], [6, 2], bias=True, seed=seed) for seed in (1, 2)]
-    names = ["input_norm_weight", "qkv_weight", "qkv_bias", "o_weight", "o_bias", "post_norm_weight",
-             "gate_up_weight", "gate_up_bias", "down_weight", "down_bias"]
-    stack = {k: v for k, v in cases[0].items() if k not in names + ["k_cache", "v_cache"]}
-    stack.update({name: [case[name] for case in cases] for name in names})
-    stack.update(k_caches=[case["k_cache"] for case in cases], v_caches=[case["v_cache"] for case in cases])
+    stack = layers_case([1, 2], [6, 2], 2, bias=True)
 
     def on(device):
         return {k: [t.to(device) if t is not None else None for t in v] if isinstance(v, list)

@@ -8,7 +8,7 @@ from cuda_cases import DECODER_HEAD_DIM as HEAD_DIM
 from cuda_cases import DECODER_HIDDEN as HIDDEN
 from cuda_cases import DECODER_HEADS as HEADS
 from cuda_cases import DECODER_KV_HEADS as KV_HEADS
-from cuda_cases import layer_case
+from cuda_cases import DECODER_WEIGHT_ARGS, layer_case, layers_case
 
 
 def op_by_op(a) -> torch.Tensor:
@@ -92,19 +92,11 @@ def test_decoder_layer_opcheck():
 
 
 # ------------------------------------------------------------------------------ decoder_layers
-WEIGHT_ARGS = ["input_norm_weight", "qkv_weight", "qkv_bias", "o_weight", "o_bias", "post_norm_weight",
-               "gate_up_weight", "gate_up_bias", "down_weight", "down_bias"]
-
-
 def stack_case(q_lens, seq_lens, layers, bias, panels=False):
-    """Shared inputs of `layers` layers (each its own weights and caches, from layer_case)."""
-    cases = [layer_case(q_lens, seq_lens, bias, seed=10 + i) for i in range(layers)]
+    """layers_case, with the projection weights as panels when asked."""
+    stack = layers_case(q_lens, seq_lens, layers, bias)
     if panels:
-        cases = [{k: ops.to_weight_panels(v) if k in PROJECTIONS else v for k, v in case.items()} for case in cases]
-    stack = {k: v for k, v in cases[0].items() if k not in WEIGHT_ARGS + ["k_cache", "v_cache"]}
-    stack.update({name: [case[name] for case in cases] for name in WEIGHT_ARGS})
-    stack["k_caches"] = [case["k_cache"] for case in cases]
-    stack["v_caches"] = [case["v_cache"] for case in cases]
+        stack.update({name: [ops.to_weight_panels(w) for w in stack[name]] for name in PROJECTIONS})
     return stack
 
 
@@ -117,7 +109,7 @@ def layer_by_layer(stack) -> torch.Tensor:
     hidden = stack["hidden"]
     shared = {k: v for k, v in stack.items() if not isinstance(v, list) and k not in ("residual", "hidden")}
     for i in range(len(stack["k_caches"])):
-        weights = {name: stack[name][i] for name in WEIGHT_ARGS}
+        weights = {name: stack[name][i] for name in DECODER_WEIGHT_ARGS}
         hidden = ops.decoder_layer(stack["residual"], hidden, **weights, k_cache=stack["k_caches"][i],
                                    v_cache=stack["v_caches"][i], **shared)
     return hidden
