@@ -64,9 +64,7 @@ at::Tensor decoder_layer(const at::Tensor& residual, const at::Tensor& hidden, c
                          const at::Tensor& query_start_loc, double eps, double scale) {
   check_dim(hidden, "hidden", 2, "[T, H]");
   check_paged_cache(k_cache, "k_cache");
-  TORCH_CHECK(qkv_weight.dim() == 2 || qkv_weight.dim() == 3,
-              "qkv_weight must be [(num_heads + 2 * num_kv_heads) * head_dim, H] or its panels [N / 16, H, 16], got ",
-              qkv_weight.sizes());
+  check_linear_weight_layout(qkv_weight, "qkv_weight");  // N = (num_heads + 2 * num_kv_heads) * head_dim
   const int64_t tokens = hidden.size(0), num_kv_heads = k_cache.size(2), head_dim = k_cache.size(3);
   const int64_t qkv_width = linear_out_features(qkv_weight);
   TORCH_CHECK(head_dim > 0 && qkv_width % head_dim == 0, "qkv_weight's N (", qkv_width,
