@@ -7,6 +7,7 @@ from typing import Optional, Sequence, Union
 from a1.engine.config import EngineConfig
 from a1.engine.llm_engine import LLMEngine
 from a1.engine.outputs import RequestOutput, ScoreResult
+from a1.engine.pair import PairEngine
 from a1.engine.sampling_params import SamplingParams
 
 Prompt = Union[str, list[int]]
@@ -18,14 +19,38 @@ def _is_token_ids(value) -> bool:
     )
 
 
+def _load(model, dtype, name: str):
+    if isinstance(model, (str, os.PathLike)):
+        from a1.models.loader import load_model
+
+        return load_model(str(model), dtype=dtype)
+    if hasattr(model, "model") and hasattr(model, "tokenizer"):
+        if dtype is not None and model.model.dtype != dtype:
+            raise ValueError(f"dtype={dtype} differs from the loaded {name}'s {model.model.dtype}; load it with that dtype")
+        return model
+    raise TypeError(f"{name} must be a path, a built-in name or a LoadedModel, got {type(model).__name__}")
+
+
+def _is_self(draft, model) -> bool:
+    if draft is None or draft is model or (isinstance(draft, str) and draft == "self"):
+        return True
+    return isinstance(draft, (str, os.PathLike)) and isinstance(model, (str, os.PathLike)) and str(draft) == str(model)
+
+
 class LLM:
-    """model: an HF directory, a GGUF file, a built-in name (see a1.models.loader.load_model) or an
-    already loaded LoadedModel (anything with .model and .tokenizer). kv_cache_gb: KV budget (None:
-    1 GiB on CPU, half the free memory on CUDA). seed: seeds the requests that give none."""
+    """model: the target, an HF directory, a GGUF file, a built-in name (see
+    a1.models.loader.load_model) or an already loaded LoadedModel (anything with .model and
+    .tokenizer). draft: a second model of the same vocabulary for the A1 policy and speculative
+    decoding; None, "self" or the same path as model loads one model that serves both roles.
+    num_speculative_tokens: k > 0 makes generate() lossless speculative decoding (the draft proposes
+    k tokens, the target verifies them in one forward). kv_cache_gb: the KV budget of both models
+    together (None: 1 GiB on CPU, half the free memory on CUDA). seed: seeds the requests that give none."""
 
     def __init__(
         self,
         model,
+        draft=None,
+        num_speculative_tokens: int = 0,
         dtype=None,
         kv_cache_gb: Optional[float] = None,
         block_size: int = 16,
@@ -35,23 +60,37 @@ class LLM:
         enable_prefix_caching: bool = True,
         seed: int = 0,
     ) -> None:
-        if isinstance(model, (str, os.PathLike)):
-            from a1.models.loader import load_model
-
-            loaded = load_model(str(model), dtype=dtype)
-        elif hasattr(model, "model") and hasattr(model, "tokenizer"):
-            loaded = model
-            if dtype is not None and loaded.model.dtype != dtype:
-                raise ValueError(f"dtype={dtype} differs from the loaded model's {loaded.model.dtype}; load it with that dtype")
-        else:
-            raise TypeError(f"model must be a path, a built-in name or a LoadedModel, got {type(model).__name__}")
-        self.loaded, self.tokenizer = loaded, loaded.tokenizer
+        if isinstance(num_speculative_tokens, bool) or not isinstance(num_speculative_tokens, int) or num_speculative_tokens < 0:
+            raise ValueError(f"num_speculative_tokens must be an int >= 0, got {num_speculative_tokens!r}")
+        loaded = _load(model, dtype, "model")
+        draft_loaded = loaded if _is_self(draft, model) else _load(draft, dtype, "draft")
+        if draft_loaded is not loaded and draft_loaded.model is loaded.model:
+            draft_loaded = loaded
+        self.loaded, self.tokenizer, self.draft_loaded = loaded, loaded.tokenizer, draft_loaded
         config = EngineConfig(
             kv_cache_gb=kv_cache_gb, block_size=block_size, max_num_batched_tokens=max_num_batched_tokens,
             max_num_seqs=max_num_seqs, max_model_len=max_model_len, enable_prefix_caching=enable_prefix_caching,
             seed=seed,
         )
-        self.engine = LLMEngine(loaded.model, loaded.tokenizer, config)
+        names = (_name(model, loaded), _name(draft, draft_loaded))
+        self.pair = PairEngine.build(
+            loaded.model, loaded.tokenizer, draft_loaded.model, draft_loaded.tokenizer, config, names=names
+        )
+        self.engine: LLMEngine = self.pair.target  # the target's engine (the only one in self mode)
+        self.num_speculative_tokens = num_speculative_tokens
+        if num_speculative_tokens:
+            from a1.engine.speculative import SpeculativeDecoder
+
+            self._speculative = SpeculativeDecoder(self.pair, num_speculative_tokens)
+
+    @property
+    def self_mode(self) -> bool:
+        """Whether one model serves as both draft and target."""
+        return self.pair.self_mode
+
+    def encode(self, prompts, chat: bool = False) -> list[tuple[Optional[str], list[int]]]:
+        """(text or None, token ids) per prompt, as generate() feeds them (see there)."""
+        return self._prompts(prompts, chat)
 
     def _prompts(self, prompts, chat: bool) -> list[tuple[Optional[str], list[int]]]:
         if isinstance(prompts, str) or _is_token_ids(prompts):
@@ -88,6 +127,11 @@ class LLM:
             params = list(sampling_params)
             if len(params) != len(items):
                 raise ValueError(f"sampling_params has {len(params)} entries for {len(items)} prompts")
+        if self.num_speculative_tokens:
+            results = self._speculative.generate([token_ids for _, token_ids in items], params, use_tqdm=use_tqdm)
+            for (prompt, _), out in zip(items, results):
+                out.prompt = prompt
+            return results
         ids = [self.engine.add_request(token_ids, p) for (_, token_ids), p in zip(items, params)]
         index = {seq_id: i for i, seq_id in enumerate(ids)}
         results: list[Optional[RequestOutput]] = [None] * len(ids)
@@ -134,10 +178,23 @@ class LLM:
                         results[out.seq_id] = out
         finally:
             for seq_id in seq_ids:
-                if seq_id in self.engine.seqs:
+                if self.engine.is_live(seq_id):
                     self.engine.abort(seq_id)
         ordered = [results[s] for s in seq_ids]
         return ordered[0] if single else ordered
 
     def get_metrics(self) -> dict:
-        return self.engine.metrics.as_dict()
+        """The target engine's counters; with a separate draft also its own under "draft", and the
+        speculative decoding counters under "speculative" when num_speculative_tokens > 0."""
+        metrics = self.engine.metrics.as_dict()
+        if not self.pair.self_mode:
+            metrics["draft"] = self.pair.draft.metrics.as_dict()
+        if self.num_speculative_tokens:
+            metrics["speculative"] = self._speculative.metrics.as_dict()
+        return metrics
+
+
+def _name(spec, loaded) -> str:
+    if isinstance(spec, (str, os.PathLike)) and str(spec) != "self":
+        return str(spec)
+    return str(getattr(loaded, "source", type(loaded.model).__name__))

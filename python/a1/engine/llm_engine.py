@@ -15,7 +15,7 @@ from .model_runner import ModelRunner
 from .outputs import CompletionOutput, RequestOutput, ScoreResult
 from .sampling_params import SamplingParams
 from .scheduler import Scheduler
-from .sequence import GenerateTask, ScoreTask, Sequence, SequenceStatus
+from .sequence import DraftTask, GenerateTask, ScoreTask, Sequence, SequenceStatus, VerifyTask
 
 Output = Union[RequestOutput, ScoreResult]
 
@@ -108,13 +108,18 @@ class LLMEngine:
 
     def abort(self, seq_id: int) -> None:
         """Drop a sequence whatever it is doing (its pending task produces no output)."""
-        seq = self.seqs.pop(seq_id)
-        if seq.status is SequenceStatus.RUNNING:
-            self.scheduler.running.remove(seq)
-        elif seq.status is SequenceStatus.WAITING:
-            self.scheduler.waiting.remove(seq)
-        seq.task, seq.status = None, SequenceStatus.IDLE
-        self.scheduler.remove(seq)
+        seq = self.seqs.pop(seq_id, None)
+        if seq is None:
+            raise KeyError(f"seq_id {seq_id} is not a live sequence")
+        self.scheduler.abort(seq)
+
+    def is_live(self, seq_id: int) -> bool:
+        """Whether seq_id names a sequence of this engine (not yet freed, aborted or released)."""
+        return seq_id in self.seqs
+
+    def num_tokens(self, seq_id: int) -> int:
+        """Length of the sequence's history (no copy, unlike token_ids())."""
+        return len(self.seqs[seq_id])
 
     # ------------------------------------------------------------------ tasks
     def add_request(
@@ -181,6 +186,41 @@ class LLMEngine:
                     return self._ready.pop(i)
             self._ready.extend(self._step())
 
+    # ------------------------------------------------------------------ speculative decoding hooks
+    def submit_task(self, seq_id: int, task: Union[DraftTask, VerifyTask]) -> None:
+        """Queue a DraftTask or VerifyTask (speculative.py) on an idle sequence; step() returns the
+        task itself once it is done."""
+        seq = self._idle(seq_id)
+        seq.task = task
+        self.scheduler.add(seq)
+
+    def settle(self, seq_id: int, num_tokens: int, token: int, commit: bool = True) -> None:
+        """Make an idle sequence's history token_ids[:num_tokens] + [token], token pending: the
+        kept tokens keep their KV, the rest is rolled back; token may replace an uncommitted one.
+        commit marks the whole history verified (it may enter the prefix cache)."""
+        seq = self._idle(seq_id)
+        self._check_tokens([token], "token")
+        if not 1 <= num_tokens <= len(seq):
+            raise ValueError(f"num_tokens must be in [1, {len(seq)}], got {num_tokens}")
+        if num_tokens < len(seq):
+            self.block_manager.truncate(seq, num_tokens + 1)  # token_ids[num_tokens] is now uncomputed
+            if seq.token_ids[num_tokens] != token:
+                if num_tokens < seq.num_committed:
+                    raise ValueError(f"token {num_tokens} of sequence {seq_id} is committed: it cannot be replaced")
+                seq.token_ids[num_tokens] = token
+        else:
+            seq.append_tokens([token], commit=False)
+        if commit:
+            seq.num_committed = len(seq)
+            self.block_manager.cache_blocks(seq)
+        self.scheduler.update_idle(seq)
+
+    def append_generated(self, seq: Sequence, token: int, logprob: Optional[float]) -> bool:
+        """Append one token to a sequence with a GenerateTask (speculative decoding's record of a
+        request, not one of this engine's) under plain generation's stop rules; True once it stops."""
+        self._append_sampled(seq, token, logprob)
+        return seq.task.finish_reason is not None
+
     def has_unfinished(self) -> bool:
         return bool(self._ready) or self.scheduler.has_work()
 
@@ -206,7 +246,12 @@ class LLMEngine:
         finished: list[Output] = []
         logprobs = out.sampled_logprobs
         for i, (seq, token) in enumerate(zip(out.sampled_seqs, out.sampled_ids)):
+            if isinstance(seq.task, DraftTask):
+                seq.task.add(seq, token, out.sampled_probs[i] if out.sampled_probs is not None else None)
+                continue
             self._append_sampled(seq, token, logprobs[i] if logprobs is not None else None)
+        for seq, result in out.verified:
+            seq.task.result = result
         for seq, token_logprobs, nll in out.scores:
             seq.task.token_logprobs.extend(token_logprobs)
             seq.task.nll_sum += nll * len(token_logprobs)
@@ -219,6 +264,9 @@ class LLMEngine:
                 finished.append(self._finish_generation(seq))
             elif isinstance(task, ScoreTask) and seq.num_computed_tokens == seq.feed_end:
                 finished.append(self._finish_score(seq))
+            elif isinstance(task, (DraftTask, VerifyTask)) and task.done(seq):
+                self.scheduler.finish(seq)
+                finished.append(task)  # speculative.py reads the proposals / the verdict off the task
         bm = self.block_manager
         self.metrics.num_prefix_queries, self.metrics.num_prefix_hits = bm.num_prefix_queries, bm.num_prefix_hits
         self.metrics.num_tokens_sampled += len(out.sampled_ids)
@@ -260,7 +308,10 @@ class LLMEngine:
         completion = CompletionOutput(
             0, task.text, output_ids, list(task.logprobs) if params.logprobs else None, task.finish_reason, task.stop_reason
         )
-        output = RequestOutput(seq.seq_id, None, seq.token_ids[: task.start], [completion], True, task.metrics)
+        # A kept sequence's history is not copied into every output (a policy stepping a long trace
+        # would pay O(L^2)): num_prompt_tokens gives its length, engine.token_ids() the tokens.
+        prompt_ids = seq.token_ids[: task.start] if task.release else None
+        output = RequestOutput(seq.seq_id, None, prompt_ids, [completion], True, task.metrics, task.start)
         self.scheduler.finish(seq)
         if task.release:
             self.free(seq.seq_id)

@@ -78,3 +78,62 @@ class EngineMetrics:
             "peak_blocks_used": self.peak_blocks_used,
             "mean_step_time": self.mean_step_time,
         }
+
+
+@dataclass
+class SpeculativeMetrics:
+    """Speculative decoding counters (speculative.py). A verify is one request's check of its drafts
+    in a round; a target forward is one step of the target engine (all requests of a round together).
+    accepted counts drafts speculative_verify accepted, before any stop condition cut them."""
+
+    num_rounds: int = 0
+    num_verifies: int = 0
+    num_proposed: int = 0
+    num_accepted: int = 0
+    num_emitted: int = 0  # tokens that went into outputs (accepted drafts, corrections, bonus tokens)
+    num_target_forwards: int = 0
+    num_draft_forwards: int = 0
+    draft_time: float = 0.0
+    verify_time: float = 0.0
+    accepted_at: list[int] = field(default_factory=list)  # [i]: verifies that accepted draft i (0-based)
+    proposed_at: list[int] = field(default_factory=list)  # [i]: verifies that proposed draft i
+
+    def record_verify(self, num_proposed: int, num_accepted: int, num_emitted: int) -> None:
+        self.num_verifies += 1
+        self.num_proposed += num_proposed
+        self.num_accepted += num_accepted
+        self.num_emitted += num_emitted
+        for counts, n in ((self.proposed_at, num_proposed), (self.accepted_at, num_accepted)):
+            counts.extend([0] * (num_proposed - len(counts)))
+            for i in range(n):
+                counts[i] += 1
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.num_accepted / self.num_proposed if self.num_proposed else 0.0
+
+    @property
+    def mean_accepted_length(self) -> float:
+        """Tokens a verify yields: accepted drafts plus the correction or bonus token."""
+        return (self.num_accepted + self.num_verifies) / self.num_verifies if self.num_verifies else 0.0
+
+    @property
+    def tokens_per_target_forward(self) -> float:
+        return self.num_emitted / self.num_target_forwards if self.num_target_forwards else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "rounds": self.num_rounds,
+            "verifies": self.num_verifies,
+            "proposed": self.num_proposed,
+            "accepted": self.num_accepted,
+            "emitted": self.num_emitted,
+            "acceptance_rate": self.acceptance_rate,
+            "mean_accepted_length": self.mean_accepted_length,
+            "target_forwards": self.num_target_forwards,
+            "draft_forwards": self.num_draft_forwards,
+            "tokens_per_target_forward": self.tokens_per_target_forward,
+            "acceptance_by_position": [a / p for a, p in zip(self.accepted_at, self.proposed_at)],
+            "draft_time": self.draft_time,
+            "verify_time": self.verify_time,
+        }

@@ -20,12 +20,17 @@ class CompletionOutput:
 
 @dataclass
 class RequestOutput:
+    """One finished generation. For a released (one-shot) request prompt_token_ids holds the
+    history it continued; for a kept sequence (release=False) it is None and num_prompt_tokens
+    gives the history's length: LLMEngine.token_ids(request_id) returns the tokens when needed."""
+
     request_id: int  # the sequence id (usable with fork/truncate/score while the sequence is kept)
     prompt: Optional[str]
-    prompt_token_ids: list[int]
+    prompt_token_ids: Optional[list[int]]
     outputs: list[CompletionOutput]
     finished: bool = True
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
+    num_prompt_tokens: int = 0
 
     @property
     def token_ids(self) -> list[int]:

@@ -77,6 +77,15 @@ class Scheduler:
         self.idle.pop(seq.seq_id, None)
         self.bm.free(seq)
 
+    def abort(self, seq: Sequence) -> None:
+        """Drop a sequence whatever its state: its task is discarded and its blocks freed."""
+        if seq.status is SequenceStatus.RUNNING:
+            self.running.remove(seq)
+        elif seq.status is SequenceStatus.WAITING:
+            self.waiting.remove(seq)
+        seq.task, seq.status = None, SequenceStatus.IDLE
+        self.remove(seq)
+
     def _preempt(self, seq: Sequence) -> None:
         self.running.remove(seq)
         self.bm.free(seq)

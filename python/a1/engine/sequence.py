@@ -2,13 +2,17 @@
 
 Invariant: the last token of an idle sequence is *pending* (not in the KV cache). A generation
 forward feeds the pending tokens and samples from the last row; scoring t1..tk feeds
-[pending, t1..t(k-1)], whose k rows predict t1..tk, and leaves tk pending.
+[pending, t1..t(k-1)], whose k rows predict t1..tk, and leaves tk pending. Speculative decoding
+(speculative.py) runs a DraftTask on the draft's sequence (k proposals, sampled like generation,
+uncommitted) and a VerifyTask on the target's (feeds [pending, d1..dk]: k + 1 rows).
 """
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
 from typing import Optional, Union
+
+import torch
 
 from .metrics import RequestMetrics
 from .sampling_params import SamplingParams
@@ -71,7 +75,72 @@ class ScoreTask:
         self.nll_sum = 0.0
 
 
-Task = Union[GenerateTask, ScoreTask]
+@dataclass
+class DraftTask:
+    """Propose num_draft tokens after the history, sampled like a GenerateTask of the request
+    (params, seed, Philox offsets from num_sampled on, min_tokens bans counted from start) but with
+    no stop condition; the tokens are uncommitted. With want_probs, the full-vocabulary q row each
+    proposal was drawn from is kept (the model runner computes it). Returned by step() when done."""
+
+    seq_id: int
+    params: SamplingParams
+    seed: int
+    start: int  # where the request's output starts (min_tokens counts from here)
+    num_sampled: int  # Philox offset of the next proposal
+    end: int  # history length once every proposal is made
+    want_probs: bool
+    probs: list[torch.Tensor] = field(default_factory=list)
+
+    def feed_end(self, num_tokens: int) -> int:
+        return num_tokens
+
+    def prefix_cap(self, num_tokens: int) -> int:
+        return num_tokens - 1
+
+    def reset_progress(self) -> None:
+        """Nothing to undo: proposals are in token_ids (and probs) and are recomputed."""
+
+    def add(self, seq: "Sequence", token: int, probs: Optional[torch.Tensor]) -> None:
+        seq.append_tokens([token], commit=False)
+        self.num_sampled += 1
+        if self.want_probs:
+            self.probs.append(probs)
+
+    def done(self, seq: "Sequence") -> bool:
+        return len(seq.token_ids) >= self.end
+
+
+@dataclass
+class VerifyTask:
+    """Verify the drafts token_ids[history:] (appended uncommitted) in one target forward over
+    [pending, drafts] with speculative_verify (seed, offset; draft_probs the drafts' q rows, None for
+    a deterministic draft). result = (tokens: accepted drafts then the correction or bonus token,
+    their raw target log-probs or None, number of drafts accepted). Returned by step() when done."""
+
+    seq_id: int
+    params: SamplingParams
+    seed: int
+    offset: int
+    start: int  # where the request's output starts (min_tokens counts from here)
+    history: int  # length before the drafts: the pending token is token_ids[history - 1]
+    draft_probs: Optional[torch.Tensor]
+    rows: list[torch.Tensor] = field(default_factory=list)  # target logits rows so far (chunked feeds)
+    result: Optional[tuple[list[int], Optional[list[float]], int]] = None
+
+    def feed_end(self, num_tokens: int) -> int:
+        return num_tokens
+
+    def prefix_cap(self, num_tokens: int) -> int:
+        return self.history - 1  # the pending token's row is the first one verified
+
+    def reset_progress(self) -> None:
+        self.rows.clear()
+
+    def done(self, seq: "Sequence") -> bool:
+        return self.result is not None
+
+
+Task = Union[GenerateTask, ScoreTask, DraftTask, VerifyTask]
 
 
 class Sequence:

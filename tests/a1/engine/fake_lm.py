@@ -140,6 +140,9 @@ class FakeTokenizer:
         self.pieces.update(pieces or {})
         self.vocab_size, self.eos_token_ids, self.bos_token_id = vocab_size, [1], 0
 
+    def id_to_token(self, token_id: int) -> Optional[str]:
+        return self.pieces.get(token_id)
+
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         lookup = {}
         for i, piece in sorted(self.pieces.items(), reverse=True):

@@ -1,0 +1,210 @@
+"""Lossless speculative decoding (Leviathan et al., Chen et al.; vLLM's shape) on a PairEngine.
+
+A round, for every active request at once: the draft proposes k_r tokens (DraftTask: one batched
+draft step per position), each sampled by `sample` from the request's filtered draft distribution q,
+whose full-vocabulary rows are kept; then the target runs ONE forward over [pending, d1..dk] of
+every request (VerifyTask) and `speculative_verify` accepts a prefix of the drafts and draws the
+correction (or, all accepted, a bonus) token from the target. The resulting tokens go one at a time
+through plain generation's stop rules (LLMEngine.append_generated on a record of the request), so
+EOS, stop ids, stop strings, min_tokens and max_tokens cut exactly where plain generation would;
+then both sequences are settled: everything after the last kept token is rolled back, that token
+is the pending one of both, and the verified history is committed (drafts never are).
+
+k_r = min(k, max_tokens - generated - 1, room left under max_model_len): the round's verify yields
+at most k_r + 1 tokens. Randomness: a request's draws take Philox offsets from one counter, the k_r
+proposals (purpose `sample`) then the verify (purposes verify-accept / verify-race), so no offset is
+used twice within a request and the proposals' streams are independent of the verify's uniforms.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import torch
+
+from .detokenizer import start_detokenizer
+from .llm_engine import LLMEngine, _int64
+from .metrics import RequestMetrics, SpeculativeMetrics
+from .outputs import CompletionOutput, RequestOutput
+from .pair import PairEngine
+from .sampling_params import SamplingParams
+from .sequence import DraftTask, GenerateTask, Sequence, VerifyTask
+
+
+@dataclass
+class _Request:
+    index: int
+    record: Sequence  # the verified history (prompt + output so far) and the request's GenerateTask
+    target_id: int
+    draft_id: int
+    offset: int = 0  # the next Philox offset
+    drafts: list[int] = field(default_factory=list)  # this round's proposals
+    probs: Optional[torch.Tensor] = None  # their q rows [k_r, V] (None: greedy, a deterministic draft)
+
+    @property
+    def task(self) -> GenerateTask:
+        return self.record.task
+
+
+class SpeculativeDecoder:
+    """generate() with the pair's draft proposing num_speculative_tokens tokens per round and the
+    target verifying them; the outputs are distributed exactly as the target's plain generation."""
+
+    def __init__(self, pair: PairEngine, num_speculative_tokens: int) -> None:
+        k = num_speculative_tokens
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"num_speculative_tokens must be an int >= 1, got {k!r}")
+        self.pair, self.k = pair, num_speculative_tokens
+        self.metrics = SpeculativeMetrics()
+        self._seed_rng = random.Random(pair.target.config.seed)  # seeds of requests that give none
+
+    # ------------------------------------------------------------------ API
+    def generate(
+        self, prompts: list[list[int]], params: Union[SamplingParams, list[SamplingParams]], use_tqdm: bool = False
+    ) -> list[RequestOutput]:
+        """One RequestOutput per prompt, in order (released sequences: prompt_token_ids filled).
+        At most the target's max_num_seqs requests are in flight; the rest wait their turn."""
+        if isinstance(params, SamplingParams):
+            params = [params] * len(prompts)
+        if len(prompts) != len(params):
+            raise ValueError(f"{len(prompts)} prompts but {len(params)} sampling params")
+        prompts = [self._check_prompt(i, p) for i, p in enumerate(prompts)]
+        waiting = deque(range(len(prompts)))
+        results: list[Optional[RequestOutput]] = [None] * len(prompts)
+        active: list[_Request] = []
+        bar = None
+        if use_tqdm:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(prompts), desc="generate (speculative)")
+        try:
+            while waiting or active:
+                while waiting and len(active) < self.pair.target.scheduler.max_num_seqs:
+                    i = waiting.popleft()
+                    active.append(self._start(i, prompts[i], params[i]))
+                self._round(active)
+                for r in [r for r in active if r.task.finish_reason is not None]:
+                    results[r.index] = self._finish(r)
+                    active.remove(r)
+                    if bar is not None:
+                        bar.update(1)
+        finally:
+            for r in active:  # only after an error: drop what is left of the unfinished requests
+                for engine, seq_id in ((self.pair.target, r.target_id), (self.pair.draft, r.draft_id)):
+                    if engine.is_live(seq_id):
+                        engine.abort(seq_id)
+            if bar is not None:
+                bar.close()
+        return results
+
+    def verify_probs(self, probs: torch.Tensor) -> torch.Tensor:
+        """The q rows handed to speculative_verify: the ones the draft sampled from (a test swaps in a
+        deliberately wrong q here to show that the distribution test can fail)."""
+        return probs
+
+    # ------------------------------------------------------------------ one request
+    def _check_prompt(self, i: int, prompt: list[int]) -> list[int]:
+        prompt, vocab, limit = list(prompt), self.pair.target.vocab_size, self.pair.max_model_len
+        if not 1 <= len(prompt) < limit:
+            raise ValueError(f"prompts[{i}] must hold 1 to {limit - 1} tokens, got {len(prompt)}")
+        for t in prompt:
+            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab:
+                raise ValueError(f"prompts[{i}] must hold ints in [0, {vocab}), got {t!r}")
+        return prompt
+
+    def _start(self, index: int, prompt: list[int], params: SamplingParams) -> _Request:
+        seed = params.seed if params.seed is not None else self._seed_rng.getrandbits(63)
+        record = Sequence(-1, prompt)
+        metrics = RequestMetrics(num_prompt_tokens=len(prompt))
+        record.task = GenerateTask(params, _int64(seed), len(prompt), True, True, metrics)
+        start_detokenizer(record.task)
+        target_id = self.pair.target.add_sequence(prompt)
+        return _Request(index, record, target_id, self.pair.draft.add_sequence(prompt))
+
+    def _finish(self, r: _Request) -> RequestOutput:
+        """The RequestOutput plain generation would give (LLMEngine._finish_generation); frees both sequences."""
+        self.pair.target.free(r.target_id)
+        self.pair.draft.free(r.draft_id)
+        task, params = r.task, r.task.params
+        output_ids = r.record.token_ids[task.start :]
+        if not params.stop or not isinstance(task.stop_reason, str):
+            task.text = self.pair.target.tokenizer.decode(output_ids, skip_special_tokens=params.skip_special_tokens)
+        task.metrics.num_generated_tokens = len(output_ids)
+        task.metrics.finished_time = time.perf_counter()
+        logprobs = list(task.logprobs) if params.logprobs else None
+        completion = CompletionOutput(0, task.text, output_ids, logprobs, task.finish_reason, task.stop_reason)
+        prompt_ids = r.record.token_ids[: task.start]
+        return RequestOutput(r.target_id, None, prompt_ids, [completion], True, task.metrics, task.start)
+
+    # ------------------------------------------------------------------ one round
+    def _round(self, active: list[_Request]) -> None:
+        target, draft, m = self.pair.target, self.pair.draft, self.metrics
+        m.num_rounds += 1
+        t0 = time.perf_counter()
+        proposing = []
+        for r in active:
+            task, history = r.task, len(r.record)
+            if task.metrics.first_scheduled_time is None:
+                task.metrics.first_scheduled_time = t0
+            room = min(task.params.max_tokens - (history - task.start), self.pair.max_model_len - history) - 1
+            num_draft = max(0, min(self.k, room))
+            r.drafts, r.probs = [], None
+            if num_draft:  # q rows only for sampled requests: a greedy draft is deterministic
+                end, want_probs = history + num_draft, not task.params.greedy
+                draft.submit_task(
+                    r.draft_id, DraftTask(r.draft_id, task.params, task.seed, task.start, r.offset, end, want_probs)
+                )
+                proposing.append(r)
+                r.offset += num_draft
+        proposals = self._drive(draft, {r.draft_id for r in proposing}, "draft")
+        for r in proposing:
+            proposal: DraftTask = proposals[r.draft_id]
+            r.drafts = draft.seqs[r.draft_id].token_ids[len(r.record) :]
+            if proposal.want_probs:
+                r.probs = self.verify_probs(torch.stack(proposal.probs))
+        t1 = time.perf_counter()
+        for r in active:
+            task = r.task
+            if r.drafts:
+                target.append(r.target_id, r.drafts, commit=False)
+            verify = VerifyTask(r.target_id, task.params, task.seed, r.offset, task.start, len(r.record), r.probs)
+            target.submit_task(r.target_id, verify)
+            r.offset += 1
+        verdicts = self._drive(target, {r.target_id for r in active}, "target")
+        for r in active:
+            self._accept(r, verdicts[r.target_id].result)
+        m.draft_time += t1 - t0
+        m.verify_time += time.perf_counter() - t1
+
+    def _drive(self, engine: LLMEngine, seq_ids: set[int], role: str) -> dict[int, object]:
+        """Step engine until the tasks of seq_ids are done; returns them by sequence id."""
+        done: dict[int, object] = {}
+        steps = engine.metrics.num_steps
+        while len(done) < len(seq_ids):
+            if not engine.has_unfinished():
+                raise RuntimeError(f"the {role} engine stopped with {len(seq_ids) - len(done)} tasks not done")
+            for out in engine.step():
+                if isinstance(out, (DraftTask, VerifyTask)) and out.seq_id in seq_ids:
+                    done[out.seq_id] = out
+        if role == "draft":
+            self.metrics.num_draft_forwards += engine.metrics.num_steps - steps
+        else:
+            self.metrics.num_target_forwards += engine.metrics.num_steps - steps
+        return done
+
+    def _accept(self, r: _Request, result: tuple[list[int], Optional[list[float]], int]) -> None:
+        """Take the verified tokens one at a time until a stop condition, then settle both sequences
+        on the kept history (the rest of the drafts rolled back, its last token pending)."""
+        tokens, logprobs, num_accepted = result
+        kept = 0
+        for j, token in enumerate(tokens):
+            kept += 1
+            if self.pair.target.append_generated(r.record, token, logprobs[j] if logprobs is not None else None):
+                break
+        self.metrics.record_verify(len(r.drafts), num_accepted, kept)
+        keep, last = len(r.record) - 1, r.record.token_ids[-1]
+        self.pair.target.settle(r.target_id, keep, last)
+        self.pair.draft.settle(r.draft_id, keep, last)
