@@ -6,6 +6,7 @@ import torch  # noqa: F401  (loads libtorch before our library)
 
 from . import _C  # noqa: F401
 from . import ops
+from .generate import generate
 from .quantile import QuantileBuffer
 
-__all__ = ["ops", "QuantileBuffer"]
+__all__ = ["ops", "QuantileBuffer", "generate"]

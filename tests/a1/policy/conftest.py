@@ -1,0 +1,26 @@
+import pytest
+
+import a1
+from tiny_pair import CharTokenizer, tiny_loaded
+
+
+@pytest.fixture(scope="module")
+def char_tokenizer() -> CharTokenizer:
+    return CharTokenizer()
+
+
+@pytest.fixture(scope="module")
+def tiny_target(char_tokenizer):
+    return tiny_loaded(0, char_tokenizer, "tiny-target")
+
+
+@pytest.fixture(scope="module")
+def tiny_draft(char_tokenizer):
+    return tiny_loaded(1, char_tokenizer, "tiny-draft", hidden_size=16, intermediate_size=32, num_layers=1)
+
+
+@pytest.fixture(params=["pair", "self"])
+def llm(request, tiny_target, tiny_draft):
+    """A fresh engine per test (pools start empty), as a target/draft pair or in self mode."""
+    draft = tiny_draft if request.param == "pair" else "self"
+    return a1.LLM(tiny_target, draft=draft, kv_cache_gb=0.02, seed=0)
