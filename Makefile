@@ -35,6 +35,16 @@ bench: build
 bench-engine: build
 	$(PY) benchmarks/bench_engine.py --out benchmarks/engine_results.md
 
+# The README's main job: a1 eval on 8 GSM8K test questions x 4 samples with the built-in SmolLM2-135M
+# in self mode (it drafts and scores its own steps), then its report into the same run directory.
+# Rerunning it resumes runs/demo (a finished run only prints its results again).
+.PHONY: demo
+DEMO_OUT := runs/demo
+demo: build
+	$(VENV)/bin/a1 eval --dataset gsm8k --limit 8 --samples 4 --max-tokens 384 --step-tokens 48 --turns 12 \
+		--out $(DEMO_OUT)
+	$(VENV)/bin/a1 report $(DEMO_OUT)
+
 # ThreadSanitizer build of the QuantileBuffer producer/reader test (torch-free C++).
 tsan: $(VENV)/.installed
 	$(VENV)/bin/cmake -S . -B $(TSAN_BUILD) -G Ninja -DPython_EXECUTABLE=$(abspath $(PY)) -DA1_TSAN_TEST=ON

@@ -1,6 +1,6 @@
 """Typed wrappers over torch.ops.a1.* and their fake (meta) implementations for torch.compile.
 
-Schemas: csrc/ops.cpp. Semantics: a1_ext/reference.py (the pure-torch twins) and DESIGN §3.
+Schemas: csrc/ops.cpp. Semantics: a1_ext/reference.py (the pure-torch twins) and docs/architecture.md.
 """
 from __future__ import annotations
 

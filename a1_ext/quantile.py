@@ -4,7 +4,7 @@ The storage and the queries are C++ (`csrc/quantile/quantile_buffer.h`): many th
 concurrently without a lock (the GIL is released in every call), and queries read only committed
 scores. This wrapper converts and checks arguments so that errors name what was wrong.
 
-Statistics (DESIGN.md §1), for the n scores s_1..s_n in the buffer and a test score s:
+Statistics (docs/statistics.md), for the n scores s_1..s_n in the buffer and a test score s:
   p_value(s)                = (1 + #{s_i >= s}) / (n + 1)
   p_value(s, smoothed=True) = (#{s_i > s} + u * (1 + #{s_i == s})) / (n + 1),  u ~ U(0, 1)
   threshold(alpha)          = k-th smallest s_i, k = ceil((n + 1)(1 - alpha)); +inf when k > n

@@ -1,6 +1,6 @@
 """Coverage simulations: the rejection rate of QuantileBuffer's conformal test on exchangeable data.
 
-Reject iff p <= alpha. Theory (DESIGN.md §1), for n continuous calibration scores:
+Reject iff p <= alpha. Theory (docs/statistics.md), for n continuous calibration scores:
   offline: P(reject) = floor((n + 1) alpha) / (n + 1), inside [alpha - 1/(n + 1), alpha];
   online, smoothed: every p-value is exactly U(0, 1) and independent, so rejections ~ Bin(L, alpha);
   online, unsmoothed: step t rejects with probability floor((t + 1) alpha) / (t + 1) <= alpha.

@@ -21,7 +21,7 @@ KVCache = tuple[torch.Tensor, torch.Tensor]
 
 @dataclass
 class AttentionMetadata:
-    """Where one forward's tokens go in the paged cache (layouts of a1_ext.ops, DESIGN §3).
+    """Where one forward's tokens go in the paged cache (layouts of a1_ext.ops, docs/architecture.md).
 
     slot_mapping    int64 [T]       slot = block * block_size + offset; negative = do not store
     block_table     int32 [B, max_blocks]

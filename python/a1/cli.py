@@ -1,0 +1,339 @@
+"""The `a1` command: calibrate, eval, generate, bench, report (`a1 COMMAND --help` for each).
+
+    a1 eval --dataset gsm8k --limit 8 --samples 4 --out runs/demo
+    a1 report runs/demo
+    a1 generate "What is 7*8?" --samples 2
+
+Defaults run the built-in smollm2-135m in self mode (one model drafts and scores). Bad flag values
+exit 2 with argparse's message naming the flag; a run that fails exits 1 with the error's message.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+COMMANDS = ("calibrate", "eval", "generate", "bench", "report")
+USER_ERRORS = (ValueError, OSError, ImportError)  # shown as one line, no traceback
+
+
+# ---------------------------------------------------------------------------- flag value types
+def _number(kind: Callable, text: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an int' if kind is int else 'a number'}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = _number(int, text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an int >= {minimum}, got {text!r}")
+        return value
+    parse.__name__ = f"int>={minimum}"
+    return parse
+
+
+def level(text: str) -> float:
+    value = _number(float, text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text!r}")
+    return value
+
+
+def top_p(text: str) -> float:
+    value = _number(float, text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return value
+
+
+def temperature(text: str) -> float:
+    value = _number(float, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------- shared flag groups
+DEFAULT = " (default: %(default)s)"
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("models")
+    g.add_argument("--target", default="smollm2-135m",
+                   help="target model: a built-in name, an HF directory or a .gguf file" + DEFAULT)
+    g.add_argument("--draft", default="self",
+                   help="draft model of the same vocabulary, or 'self': the target drafts too" + DEFAULT)
+
+
+def add_data_flags(p: argparse.ArgumentParser, split: str) -> None:
+    from a1.data import DATASETS
+
+    g = p.add_argument_group("data")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--dataset", default="gsm8k", choices=DATASETS,
+                     help=f"a bundled dataset, its {split} split" + DEFAULT)
+    src.add_argument("--data", metavar="FILE.jsonl",
+                     help="your own questions: JSONL with id, problem, answer (all of it is used)")
+    g.add_argument("--limit", type=int_at_least(1),
+                   help="first LIMIT questions (bundled sets are shuffled by --seed first)")
+
+
+def add_sampling_flags(p: argparse.ArgumentParser, samples: int = 16) -> None:
+    g = p.add_argument_group("sampling and steps (a calibration file must be made with the same ones)")
+    g.add_argument("--samples", type=int_at_least(1), default=samples, help="samples per question, N" + DEFAULT)
+    g.add_argument("--turns", type=int_at_least(1), default=32,
+                   help="most steps of a sample before its answer is forced" + DEFAULT)
+    g.add_argument("--step-tokens", type=int_at_least(1), default=64,
+                   help="most tokens of one step; a step also ends at a blank line" + DEFAULT)
+    g.add_argument("--max-tokens", type=int_at_least(1), default=1024,
+                   help="most tokens of a sample before its answer is forced" + DEFAULT)
+    g.add_argument("--min-tokens", type=int_at_least(0), default=0,
+                   help="an answer before this many tokens is dropped and 'Wait,' appended" + DEFAULT)
+    g.add_argument("--temperature", type=temperature, default=0.7, help=DEFAULT.strip())
+    g.add_argument("--top-p", type=top_p, default=0.95, help=DEFAULT.strip())
+    g.add_argument("--seed", type=int_at_least(0), default=0,
+                   help="seeds every sample (with its question id and index) and the question shuffle" + DEFAULT)
+    g.add_argument("--concurrency", type=int_at_least(1), default=8, help="questions in flight at once" + DEFAULT)
+
+
+def add_policy_flags(p: argparse.ArgumentParser) -> None:
+    from a1.eval.runner import METHODS
+
+    g = p.add_argument_group("policy")
+    g.add_argument("--method", choices=tuple(METHODS), default="a1",
+                   help="a1: asynchronous conformal test per sample; sync: per-question barrier, the worst ⌈αN⌉ "
+                        "taken over; target_only / draft_only: one model writes everything; reference: the "
+                        "original authors' rule" + DEFAULT)
+    g.add_argument("--alpha", type=level, default=0.1,
+                   help="takeover level α: the target takes over a fraction α of tested steps" + DEFAULT)
+    g.add_argument("--alpha-resample", type=level,
+                   help="upper level of the three-way rule: p in (α, this] redrafts the step (default: off)")
+    g.add_argument("--calibration", default="online", metavar="online|per-question|FILE",
+                   help="calibration scores: online (the run's earlier steps), per-question, or a file of "
+                        "`a1 calibrate`" + DEFAULT)
+    g.add_argument("--speculative-tokens", type=int_at_least(0), default=0, help="passed to the policy" + DEFAULT)
+
+
+# ---------------------------------------------------------------------------- the parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="a1", description="A1/ATTS: a draft model writes reasoning steps, the target scores each one, and a "
+                               "conformal p-value decides per sample: accept, resample or target takeover.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = sub.add_parser(
+        "eval", help="evaluate a method on a math dataset; results survive interruption (rerun to resume)",
+        description="Evaluate on a math dataset. Writes DIR/run.json, samples.jsonl (one line per finished sample) "
+                    "and summary.json; rerunning with the same --out resumes, other settings are refused.")
+    add_policy_flags(p)
+    add_data_flags(p, "test")
+    add_sampling_flags(p)
+    add_model_flags(p)
+    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<dataset>-<method>-N<samples>-a<alpha>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "calibrate", help="draft steps on the calibration split and write a calibration file",
+        description="Draft samples on the dataset's calibration split (disjoint from its test split) with the "
+                    "eval's exact sampling and step settings, and save every step's score for "
+                    "`a1 eval --calibration FILE`.")
+    add_data_flags(p, "calibration")
+    add_sampling_flags(p, samples=4)
+    add_model_flags(p)
+    p.add_argument("--out", metavar="FILE", help="calibration file to write (default: calibration-<dataset>.json)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("generate", help="answer one prompt, streaming every step with its score, p-value and decision")
+    p.add_argument("prompt", help="the question (sent as one user message of the chat template)")
+    add_policy_flags(p)
+    add_sampling_flags(p, samples=4)
+    add_model_flags(p)
+
+    p = sub.add_parser(
+        "bench", help="kernel, engine and policy benchmarks (from a source checkout)", formatter_class=fmt,
+        description="Runs the benchmarks under benchmarks/: kernel microbenchmarks (pytest-benchmark), "
+                    "benchmarks/bench_engine.py and benchmarks/bench_policy.py when present.")
+    kinds = ["kernels", "engine", "policy"]
+    p.add_argument("--only", nargs="+", choices=kinds, default=kinds, help="which benchmarks to run")
+    p.add_argument("--dir", metavar="DIR", help="the benchmarks folder (default: benchmarks/ of the source checkout)")
+    p.add_argument("--out", metavar="DIR", help="where results go (default: the benchmarks folder)")
+
+    p = sub.add_parser("report", help="report.md and plots over run directories of `a1 eval`", formatter_class=fmt)
+    p.add_argument("runs", nargs="+", metavar="DIR", help="run directories of `a1 eval --out`")
+    p.add_argument("--out", metavar="DIR",
+                   help="where report.md and the PNGs go (default: DIR with one run, else ./report)")
+    p.add_argument("--roofline-seconds", type=float, default=1.0, help="time spent measuring this machine's peaks")
+    return parser
+
+
+def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser, **extra):
+    """EvalSettings of the parsed flags; a value the settings refuse is a usage error (exit 2)."""
+    from a1.eval.runner import EvalSettings
+
+    if getattr(args, "alpha_resample", None) is not None and args.alpha_resample < args.alpha:
+        parser.error(f"argument --alpha-resample: must be >= --alpha ({args.alpha}), got {args.alpha_resample}")
+    if args.min_tokens > args.max_tokens:
+        parser.error(f"argument --min-tokens: must be <= --max-tokens ({args.max_tokens}), got {args.min_tokens}")
+    fields = dict(
+        samples=args.samples, turns=args.turns, step_tokens=args.step_tokens, max_tokens=args.max_tokens,
+        min_tokens=args.min_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+        concurrency=args.concurrency, target=args.target, draft=args.draft,
+    )
+    for name in ("method", "alpha", "alpha_resample", "calibration", "speculative_tokens", "dataset", "data", "limit"):
+        if hasattr(args, name):
+            fields[name] = getattr(args, name)
+    if hasattr(args, "no_progress"):
+        fields["progress"] = not args.no_progress
+    try:
+        return EvalSettings(**fields, **extra)
+    except FileNotFoundError as e:
+        flag = "--data" if str(e).startswith("data") else "--calibration"
+        parser.error(f"argument {flag}: {e}")
+    except ValueError as e:
+        parser.error(str(e))
+
+
+# ---------------------------------------------------------------------------- the commands
+def cmd_eval(args, parser, llm) -> int:
+    from a1.eval.runner import run_eval
+
+    settings = settings_from(args, parser, out=args.out)
+    run_eval(settings, llm=llm)
+    return 0
+
+
+def cmd_calibrate(args, parser, llm) -> int:
+    from a1.eval.calibrate import run_calibration
+
+    settings = settings_from(args, parser)
+    run_calibration(settings, args.out or f"calibration-{settings.dataset_name}.json", llm=llm)
+    return 0
+
+
+def cmd_generate(args, parser, llm) -> int:
+    """Streams each step as it joins its sample (rejected drafts before the step that replaced
+    them), then prints every sample's answer and the vote."""
+    from a1.policy import generate
+
+    settings = settings_from(args, parser)
+    printed: dict[int, int] = {}  # sample index -> step records printed
+
+    def on_step(sample, step) -> None:
+        records = sample.result.steps
+        for record in records[printed.get(sample.index, 0):]:
+            text = sample.ctx.tokenizer.decode(step.token_ids, skip_special_tokens=True) if record is step.record \
+                else f"(rolled back: {record.num_tokens} tokens)"
+            score = "" if record.score is None else f"score {record.score:.4g}"
+            p = "" if record.p_value is None else f"p {record.p_value:.3f}"
+            head = f"[sample {sample.index} turn {record.turn:2d}] {record.by:6s} {record.decision:8s} {score:13s} {p:7s}"
+            print(head + " | " + text.replace("\n", "\\n"), flush=True)
+        printed[sample.index] = len(records)
+
+    from a1.eval.runner import build_llm
+
+    result = generate(args.prompt, target=llm or build_llm(settings), calibration=settings.calibration, chat=True,
+                      progress=False, on_step=on_step, **settings.policy_kwargs())[0]
+    for sample in result.samples:
+        print(f"sample {sample.index}: answer {sample.answer!r} ({sample.finish_reason}, {len(sample.token_ids)} "
+              f"tokens: {sample.draft_tokens} draft, {sample.target_tokens} target)")
+    rate = result.stats.get("takeover_rate")
+    print(f"takeover rate: {'-' if rate is None else f'{rate:.3f}'} of {result.stats.get('tested', 0)} tested steps "
+          f"(alpha {settings.alpha:g})")
+    print(f"voted answer: {result.answer}")
+    return 0
+
+
+KERNEL_BENCHES = ("bench_score.py", "bench_sampling.py", "bench_linear.py", "bench_paged_attention.py",
+                  "bench_quantile_buffer.py")
+
+
+def find_benchmarks(given: Optional[str]) -> Optional[Path]:
+    """The benchmarks folder: --dir, else the source checkout's (absent from an installed wheel)."""
+    if given is not None:
+        return Path(given) if Path(given).is_dir() else None
+    here = Path(__file__).resolve().parents[2] / "benchmarks"  # python/a1/cli.py -> the checkout root
+    return here if here.is_dir() else None
+
+
+def cmd_bench(args, parser, llm) -> int:
+    import subprocess
+
+    folder = find_benchmarks(args.dir)
+    if folder is None:
+        where = args.dir or "the source checkout"
+        raise FileNotFoundError(f"no benchmarks folder in {where}: the benchmarks ship with the source repository, "
+                                "not with an installed a1; clone it and run `a1 bench` (or `make bench`) there")
+    out = Path(args.out) if args.out else folder
+    out.mkdir(parents=True, exist_ok=True)
+    runs: list[tuple[str, list[str]]] = []
+    if "kernels" in args.only:
+        files = [str(folder / f) for f in KERNEL_BENCHES if (folder / f).exists()]
+        if files:
+            json_path = str(out / "latest.json")
+            runs.append(("kernels", [sys.executable, "-m", "pytest", *files, "--benchmark-enable",
+                                     "--benchmark-columns=median,iqr,rounds", f"--benchmark-json={json_path}"]))
+            if (folder / "report.py").exists():
+                runs.append(("kernel report", [sys.executable, str(folder / "report.py"), json_path]))
+    if "engine" in args.only and (folder / "bench_engine.py").exists():
+        runs.append(("engine", [sys.executable, str(folder / "bench_engine.py"), "--out",
+                                str(out / "engine_results.md")]))
+    if "policy" in args.only and (folder / "bench_policy.py").exists():
+        runs.append(("policy", [sys.executable, str(folder / "bench_policy.py"), "--out",
+                                str(out / "policy_results.md")]))
+    if not runs:
+        raise FileNotFoundError(f"{folder} has none of the benchmarks asked for ({', '.join(args.only)})")
+    failed = []
+    for name, command in runs:
+        print(f"== a1 bench: {name}: {' '.join(command)}", flush=True)
+        if subprocess.run(command, cwd=folder.parent).returncode != 0:
+            failed.append(name)
+    if failed:
+        print(f"a1 bench: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args, parser, llm) -> int:
+    from a1.eval.report import write_report
+
+    if not args.roofline_seconds > 0:
+        parser.error(f"argument --roofline-seconds: must be > 0, got {args.roofline_seconds}")
+    out = args.out or (args.runs[0] if len(args.runs) == 1 else "report")
+    path = write_report(args.runs, out, roofline_seconds=args.roofline_seconds)
+    print(f"wrote {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- main
+def main(argv: Optional[Sequence[str]] = None, *, llm=None) -> int:
+    """Run `a1 argv...`; returns the exit status. llm: an already built a1.LLM to use instead of
+    loading --target/--draft (tests)."""
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # its one-off note on disabled timeouts
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    sub = parser._subparsers._group_actions[0].choices[args.command]  # errors name this command's flags
+    run = {"eval": cmd_eval, "calibrate": cmd_calibrate, "generate": cmd_generate, "bench": cmd_bench,
+           "report": cmd_report}[args.command]
+    try:
+        return run(args, sub, llm)
+    except KeyboardInterrupt:
+        hint = "; rerun the same command to resume" if args.command == "eval" else ""
+        print(f"a1 {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        print(f"a1 {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""`a1 ...` on a tiny random target/draft pair (tests/a1/policy/tiny_pair.py), for tests that run
+the CLI in a subprocess: python tests/a1/eval/tiny_cli.py eval --data q.jsonl --out DIR ...
+
+A1_TEST_APPEND_DELAY=seconds sleeps after each recorded sample, so that a test can kill the run
+between two samples; the run itself is unchanged.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "policy"))
+
+from tiny_pair import CharTokenizer, tiny_loaded  # noqa: E402
+
+TARGET, DRAFT = "tiny-target", "tiny-draft"
+
+
+def tiny_llm():
+    import a1
+
+    tokenizer = CharTokenizer()
+    return a1.LLM(tiny_loaded(1, tokenizer, TARGET), draft=tiny_loaded(2, tokenizer, DRAFT), kv_cache_gb=0.05)
+
+
+def main(argv: list[str]) -> int:
+    delay = float(os.environ.get("A1_TEST_APPEND_DELAY", "0"))
+    if delay > 0:
+        from a1.eval.results import RunStore
+
+        append = RunStore.append
+
+        def slow_append(self, record):
+            append(self, record)
+            time.sleep(delay)
+
+        RunStore.append = slow_append
+    from a1.cli import main as cli_main
+
+    return cli_main(argv, llm=tiny_llm())
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
