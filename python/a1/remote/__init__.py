@@ -1,0 +1,17 @@
+"""Remote backends: the A1 policy driving vLLM / SGLang / llama.cpp / `a1 serve` servers with the
+same code as the embedded engine. `RemoteLLM(target_url, draft_url, tokenizer=...)` goes where an
+a1.LLM goes (`a1.policy.generate(prompts, target=RemoteLLM(...))`); `RemoteEngine(url, tokenizer)`
+is one model's engine (the subset of LLMEngine the policy uses)."""
+from .config import RemoteConfig
+from .engine import RemoteEngine
+from .errors import (
+    RemoteAlignmentError, RemoteError, RemoteHTTPError, RemoteProtocolError, RemoteRequestError, RemoteSamplesFailed,
+    RemoteUnavailableError,
+)
+from .llm import RemoteLLM
+from .metrics import RemoteMetrics
+
+__all__ = [
+    "RemoteAlignmentError", "RemoteConfig", "RemoteEngine", "RemoteError", "RemoteHTTPError", "RemoteLLM",
+    "RemoteMetrics", "RemoteProtocolError", "RemoteRequestError", "RemoteSamplesFailed", "RemoteUnavailableError",
+]

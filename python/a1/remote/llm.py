@@ -1,0 +1,74 @@
+"""RemoteLLM: a draft/target pair of remote engines with a1.LLM's surface for the policy
+(`a1.policy.generate(prompts, target=RemoteLLM(...))`): .pair, .tokenizer, .encode(), .get_metrics()."""
+from __future__ import annotations
+
+from typing import Optional
+
+from a1.engine.pair import PairEngine
+
+from .config import RemoteConfig
+from .engine import RemoteEngine
+from .tokenizer import load_tokenizer
+from .transport import Transport
+
+
+class RemoteLLM:
+    """target_url / draft_url: base URLs of the servers (draft_url None, or the target's URL and
+    model: self mode, one engine in both roles). tokenizer: a local HF directory, GGUF file or
+    built-in name of the served model (or a loaded tokenizer): token ids travel between client and
+    servers, so the draft and the target must share this vocabulary. protocol: "auto", "openai"
+    or "sglang" (for both servers; draft_protocol overrides it for the draft). target_model /
+    draft_model: the served model each engine's requests name (default: each server's first;
+    one a1 serve can serve both). max_model_len: default the servers' (the pair uses the smaller)."""
+
+    def __init__(self, target_url: str, draft_url: Optional[str] = None, tokenizer=None, protocol: str = "auto", *,
+                 draft_protocol: Optional[str] = None, target_model: Optional[str] = None,
+                 draft_model: Optional[str] = None, max_model_len: Optional[int] = None,
+                 config: Optional[RemoteConfig] = None, check_alignment: bool = True) -> None:
+        loaded = load_tokenizer(tokenizer)
+        self.tokenizer = loaded.tokenizer
+        self.transport = Transport(config)
+        try:
+            target = RemoteEngine(target_url, loaded, protocol, model=target_model, max_model_len=max_model_len,
+                                  transport=self.transport, check_alignment=check_alignment)
+            draft = None
+            same = draft_url is None or (draft_url.rstrip("/") == target.url and draft_model in (None, target.model))
+            if not same:
+                draft = RemoteEngine(draft_url, loaded, draft_protocol or protocol, model=draft_model,
+                                     max_model_len=max_model_len, transport=self.transport,
+                                     check_alignment=check_alignment)
+        except BaseException:
+            self.transport.close()
+            raise
+        # named by the served model (a1 serve: its --model, as a1.LLM names it), so that calibration
+        # files match across servers of the same model
+        names = (target.model or target.url, (draft.model or draft.url) if draft is not None else target.model or target.url)
+        self.pair = PairEngine(target, draft, names=names)
+        self.engine = target
+
+    @property
+    def self_mode(self) -> bool:
+        return self.pair.self_mode
+
+    def encode(self, prompts, chat: bool = False) -> list[tuple[Optional[str], list[int]]]:
+        """(text or None, token ids) per prompt, exactly as a1.LLM.encode (the same code)."""
+        from a1.llm import LLM
+
+        return LLM._prompts(self, prompts, chat)
+
+    def get_metrics(self) -> dict:
+        """The target engine's counters; with a separate draft also its own under "draft"."""
+        metrics = self.pair.target.metrics.as_dict()
+        if not self.pair.self_mode:
+            metrics["draft"] = self.pair.draft.metrics.as_dict()
+        return metrics
+
+    def close(self) -> None:
+        """Cancel what is in flight and close the connections."""
+        self.transport.close()
+
+    def __enter__(self) -> "RemoteLLM":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
