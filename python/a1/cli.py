@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-COMMANDS = ("calibrate", "eval", "generate", "bench", "report")
+COMMANDS = ("calibrate", "eval", "generate", "bench", "report", "serve")
 USER_ERRORS = (ValueError, OSError, ImportError)  # shown as one line, no traceback
 
 
@@ -72,6 +72,12 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
                    help="target model: a built-in name, an HF directory or a .gguf file" + DEFAULT)
     g.add_argument("--draft", default="self",
                    help="draft model of the same vocabulary, or 'self': the target drafts too" + DEFAULT)
+    g.add_argument("--target-url", default=None,
+                   help="drive a server instead of loading --target: vLLM, SGLang, llama.cpp or `a1 serve` "
+                        "(its tokenizer: --tokenizer, default --target)")
+    g.add_argument("--draft-url", default=None, help="the draft's server (default: self mode on --target-url)")
+    g.add_argument("--tokenizer", default=None,
+                   help="with --target-url: the served model's tokenizer (HF directory, GGUF or built-in name)")
 
 
 def add_data_flags(p: argparse.ArgumentParser, split: str) -> None:
@@ -168,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", metavar="DIR", help="the benchmarks folder (default: benchmarks/ of the source checkout)")
     p.add_argument("--out", metavar="DIR", help="where results go (default: the benchmarks folder)")
 
+    from a1.serve import build_parser as build_serve_parser
+
+    p = sub.add_parser("serve", help="serve a model (or a draft/target pair) over the OpenAI and SGLang HTTP APIs",
+                       description="Our engine behind /v1/completions (vLLM's dialect), SGLang's /generate, "
+                                   "/v1/models, /health and /metrics.")
+    build_serve_parser(p)
+
     p = sub.add_parser("report", help="report.md and plots over run directories of `a1 eval`", formatter_class=fmt)
     p.add_argument("runs", nargs="+", metavar="DIR", help="run directories of `a1 eval --out`")
     p.add_argument("--out", metavar="DIR",
@@ -187,7 +200,8 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser, **e
     fields = dict(
         samples=args.samples, turns=args.turns, step_tokens=args.step_tokens, max_tokens=args.max_tokens,
         min_tokens=args.min_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-        concurrency=args.concurrency, target=args.target, draft=args.draft,
+        concurrency=args.concurrency, target=args.target, draft=args.draft, target_url=args.target_url,
+        draft_url=args.draft_url, tokenizer=args.tokenizer,
     )
     for name in ("method", "alpha", "alpha_resample", "calibration", "speculative_tokens", "dataset", "data", "limit"):
         if hasattr(args, name):
@@ -314,6 +328,16 @@ def cmd_report(args, parser, llm) -> int:
     return 0
 
 
+def cmd_serve(args, parser, llm) -> int:
+    from a1.serve.cli import config_from_args, run
+
+    try:
+        config = config_from_args(args)
+    except ValueError as e:
+        parser.error(str(e))
+    return run(config)
+
+
 # ---------------------------------------------------------------------------- main
 def main(argv: Optional[Sequence[str]] = None, *, llm=None) -> int:
     """Run `a1 argv...`; returns the exit status. llm: an already built a1.LLM to use instead of
@@ -323,7 +347,7 @@ def main(argv: Optional[Sequence[str]] = None, *, llm=None) -> int:
     args = parser.parse_args(argv)
     sub = parser._subparsers._group_actions[0].choices[args.command]  # errors name this command's flags
     run = {"eval": cmd_eval, "calibrate": cmd_calibrate, "generate": cmd_generate, "bench": cmd_bench,
-           "report": cmd_report}[args.command]
+           "report": cmd_report, "serve": cmd_serve}[args.command]
     try:
         return run(args, sub, llm)
     except KeyboardInterrupt:

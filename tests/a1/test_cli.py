@@ -42,9 +42,9 @@ def run(argv: list[str], capsys, llm=None) -> tuple[int, str, str]:
 def test_help_lists_every_command(capsys) -> None:
     code, out, _ = run(["--help"], capsys)
     assert code == 0
-    for command in ("calibrate", "eval", "generate", "bench", "report"):
+    for command in ("calibrate", "eval", "generate", "bench", "report", "serve"):
         assert command in out
-    assert set(COMMANDS) == {"calibrate", "eval", "generate", "bench", "report"}
+    assert set(COMMANDS) == {"calibrate", "eval", "generate", "bench", "report", "serve"}
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -57,7 +57,8 @@ def test_eval_help_shows_the_flags(capsys) -> None:
     _, out, _ = run(["eval", "--help"], capsys)
     for flag in ("--method", "--alpha", "--alpha-resample", "--samples", "--turns", "--step-tokens", "--max-tokens",
                  "--min-tokens", "--limit", "--dataset", "--data", "--target", "--draft", "--calibration",
-                 "--speculative-tokens", "--seed", "--temperature", "--top-p", "--concurrency", "--out"):
+                 "--speculative-tokens", "--seed", "--temperature", "--top-p", "--concurrency", "--out",
+                 "--target-url", "--draft-url", "--tokenizer"):
         assert flag in out, flag
 
 

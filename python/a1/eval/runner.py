@@ -49,6 +49,9 @@ class EvalSettings:
     min_tokens: int = 0
     target: str = "smollm2-135m"
     draft: str = "self"
+    target_url: Optional[str] = None  # drive servers instead of loading the models (a1.remote)
+    draft_url: Optional[str] = None
+    tokenizer: Optional[str] = None  # the served model's tokenizer (default: target)
     calibration: str = "online"
     speculative_tokens: int = 0
     seed: int = 0
@@ -138,18 +141,25 @@ def build_llm(settings: EvalSettings):
     """The run's a1.LLM: the target and (unless "self") the draft, loaded once."""
     from a1.llm import LLM
 
+    if settings.target_url is not None:
+        from a1.remote import RemoteLLM
+
+        return RemoteLLM(settings.target_url, settings.draft_url, tokenizer=settings.tokenizer or settings.target)
     draft = None if settings.draft in (None, "self") else settings.draft
     return LLM(settings.target, draft=draft, seed=settings.seed)
 
 
 def model_info(llm) -> dict:
     """name, params (sum of numel) and bytes of the target and the draft."""
-    def info(name: str, loaded) -> dict:
+    def info(name: str, loaded, engine) -> dict:
+        if loaded is None:  # a remote server: its weights are not here
+            return {"name": name, "url": getattr(engine, "url", None), "params": None, "bytes": None}
         params = list(loaded.model.parameters())
         return {"name": name, "params": sum(p.numel() for p in params),
                 "bytes": sum(p.numel() * p.element_size() for p in params)}
 
-    models = {"target": info(llm.pair.target_name, llm.loaded), "draft": info(llm.pair.draft_name, llm.draft_loaded)}
+    models = {"target": info(llm.pair.target_name, getattr(llm, "loaded", None), llm.pair.target),
+              "draft": info(llm.pair.draft_name, getattr(llm, "draft_loaded", None), llm.pair.draft)}
     models["draft"]["self"] = llm.self_mode
     return models
 

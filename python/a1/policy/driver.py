@@ -55,14 +55,14 @@ class Driver:
 
             self._bar = tqdm(total=sum(len(q.sample_indices) for q in questions), desc=f"a1 {self.cfg.mode}", unit="sample")
         try:
-            while queue or active:
+            while True:
+                for question in [q for q in active.values() if q.live == 0]:
+                    del active[question.index]
                 while queue and len(active) < self.cfg.concurrency:
                     question = queue.popleft()
                     active[question.index] = question
                     self._start(question)
-                for question in [q for q in active.values() if q.live == 0]:
-                    del active[question.index]
-                if not active and not queue:
+                if not active:
                     break
                 if not self._waiting:
                     raise RuntimeError("a1 policy: samples are live but none waits for the engine (a driver bug)")
