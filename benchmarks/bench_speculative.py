@@ -3,7 +3,7 @@ decode of the same prompts in the same run, with (a) a tiny random draft of Smol
 tokenizer and (b) SmolLM2 as its own draft (self mode: every draft accepted at greedy, the upper
 bound of tokens per target forward for each k). Batch 1, greedy, ignore_eos. Writes a markdown report.
 
-Usage: python benchmarks/bench_speculative.py [--ks 2 4 8] [--new-tokens 64] [--prompts 3] [--repeats 2] [--out FILE]
+Usage: python benchmarks/bench_speculative.py [--ks 2 4 8] [--new-tokens 64] [--prompts 3] [--repeats 4] [--out FILE]
 """
 from __future__ import annotations
 
@@ -49,47 +49,54 @@ def random_draft(target: LoadedModel, layers: int = 2, hidden: int = 64, seed: i
     return LoadedModel(model, target.tokenizer, config, f"random {layers}-layer d={hidden}")
 
 
-def run(llm: LLM, prompts: list[list[int]], new_tokens: int) -> dict:
-    """Each prompt alone (batch 1), one after the other; tok/s over all of them."""
-    params = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True)
-    steps0 = llm.engine.metrics.num_steps
-    spec0 = dict(llm.get_metrics().get("speculative", {}))
-    tokens, wall = [], 0.0
-    for prompt in prompts:
-        start = time.perf_counter()
-        out = llm.generate([prompt], params)[0]
-        wall += time.perf_counter() - start
-        tokens.append(out.token_ids)
-    row = {"wall_s": wall, "tok_s": sum(map(len, tokens)) / wall, "tokens": tokens}
+COUNTERS = ("proposed", "accepted", "verifies", "emitted", "target_forwards", "draft_forwards", "draft_time",
+            "verify_time")
+
+
+def counters(llm: LLM) -> dict:
     spec = llm.get_metrics().get("speculative")
     if spec is None:
-        row["target_forwards"] = llm.engine.metrics.num_steps - steps0
-        return row
-    keys = (
-        "proposed", "accepted", "verifies", "emitted", "target_forwards", "draft_forwards", "draft_time", "verify_time"
-    )
-    delta = {key: spec[key] - spec0.get(key, 0) for key in keys}
-    row.update(delta)
-    row["acceptance"] = delta["accepted"] / delta["proposed"]
-    row["mean_accepted_length"] = (delta["accepted"] + delta["verifies"]) / delta["verifies"]
-    row["tokens_per_target_forward"] = delta["emitted"] / delta["target_forwards"]
-    return row
+        return {"target_forwards": llm.engine.metrics.num_steps}
+    return {key: spec[key] for key in COUNTERS}
 
 
 def bench(configs: dict[str, LLM], prompts: list[list[int]], new_tokens: int, repeats: int) -> dict[str, dict]:
-    """Every configuration once per pass, interleaved, `repeats` passes; each keeps its fastest run
-    (a shared machine only ever slows a run down, and interleaving spreads its slow phases)."""
+    """Every (prompt, configuration) pair `repeats` times, keeping the fastest run of each pair: a shared
+    machine only ever slows a run down. Interleaved (each pass takes the prompts in turn and, for each,
+    every configuration back to back, in an order rotated per pass) so a slow phase of the machine hits
+    neighbouring configurations alike. tok/s = all prompts' new tokens / the sum of their fastest walls."""
+    params = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True)
     warm = SamplingParams(temperature=0.0, max_tokens=4, ignore_eos=True)
     for llm in configs.values():
         llm.generate([[1, 2, 3]], warm)
-    best: dict[str, dict] = {}
-    for _ in range(repeats):
-        for name, llm in configs.items():
-            row = run(llm, prompts, new_tokens)
-            if name not in best or row["tok_s"] > best[name]["tok_s"]:
-                best[name] = row
-            print(f"{name}: {row['tok_s']:.1f} tok/s", flush=True)
-    return best
+    names = list(configs)
+    best = {name: [None] * len(prompts) for name in names}  # (wall, tokens, counter deltas) per prompt
+    for rep in range(repeats):
+        order = names[rep % len(names) :] + names[: rep % len(names)]
+        for i, prompt in enumerate(prompts):
+            for name in order:
+                llm = configs[name]
+                before = counters(llm)
+                start = time.perf_counter()
+                out = llm.generate([prompt], params)[0]
+                wall = time.perf_counter() - start
+                after = counters(llm)
+                if best[name][i] is None or wall < best[name][i][0]:
+                    best[name][i] = (wall, out.token_ids, {k: after[k] - before[k] for k in after})
+        print(f"pass {rep + 1}: " + ", ".join(
+            f"{name} {sum(len(b[1]) for b in best[name]) / sum(b[0] for b in best[name]):.1f}" for name in names
+        ) + " tok/s (best so far)", flush=True)
+    rows = {}
+    for name in names:
+        wall, tokens = sum(b[0] for b in best[name]), [b[1] for b in best[name]]
+        row = {"wall_s": wall, "tok_s": sum(map(len, tokens)) / wall, "tokens": tokens}
+        row.update({k: sum(b[2][k] for b in best[name]) for k in best[name][0][2]})
+        if "proposed" in row:
+            row["acceptance"] = row["accepted"] / row["proposed"]
+            row["mean_accepted_length"] = (row["accepted"] + row["verifies"]) / row["verifies"]
+            row["tokens_per_target_forward"] = row["emitted"] / row["target_forwards"]
+        rows[name] = row
+    return rows
 
 
 def render(args, best: dict[str, dict], prompt_lens: list[int], draft_name: str) -> str:
@@ -102,8 +109,9 @@ def render(args, best: dict[str, dict], prompt_lens: list[int], draft_name: str)
         f"Target `{args.model}` fp32; {len(prompt_lens)} chat prompts of {', '.join(map(str, prompt_lens))} tokens, "
         f"each alone (batch 1), {args.new_tokens} new tokens, greedy, ignore_eos; tok/s = new tokens / wall time "
         f"(prefill of target and draft included; passes after the first find the prompts in the prefix cache, "
-        f"alike for every configuration) over the prompts, fastest of {args.repeats} interleaved passes "
-        f"after a warm-up. Draft (a): {draft_name}, random weights, SmolLM2's tokenizer. CPU: {model_name}, "
+        f"alike for every configuration), the fastest of {args.repeats} interleaved runs of each (prompt, "
+        f"configuration) pair after a warm-up; ms per forward from those runs. Draft (a): {draft_name}, random "
+        f"weights, SmolLM2's tokenizer. CPU: {model_name}, "
         f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}. Plain decode: {plain['tok_s']:.1f} tok/s, "
         f"{plain['target_forwards']} target forwards, {1e3 * plain['wall_s'] / plain['target_forwards']:.1f} ms each.",
@@ -133,7 +141,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--prompts", type=int, default=3)
     parser.add_argument("--kv-cache-gb", type=float, default=0.25)
-    parser.add_argument("--repeats", type=int, default=2, help="interleaved passes; the fastest run of each is kept")
+    parser.add_argument("--repeats", type=int, default=4, help="interleaved passes; the fastest run of each is kept")
     parser.add_argument("--out", default="benchmarks/speculative_results.md")
     args = parser.parse_args()
     start = time.perf_counter()

@@ -1,7 +1,7 @@
 import pytest
 
 import a1
-from tiny_pair import CharTokenizer, tiny_loaded
+from tiny_pair import CharTokenizer, tiny_pair
 
 
 @pytest.fixture(scope="module")
@@ -10,13 +10,18 @@ def char_tokenizer() -> CharTokenizer:
 
 
 @pytest.fixture(scope="module")
-def tiny_target(char_tokenizer):
-    return tiny_loaded(0, char_tokenizer, "tiny-target")
+def tiny_models(char_tokenizer):
+    return tiny_pair(char_tokenizer)
 
 
 @pytest.fixture(scope="module")
-def tiny_draft(char_tokenizer):
-    return tiny_loaded(1, char_tokenizer, "tiny-draft", hidden_size=16, intermediate_size=32, num_layers=1)
+def tiny_target(tiny_models):
+    return tiny_models[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_draft(tiny_models):
+    return tiny_models[1]
 
 
 @pytest.fixture(params=["pair", "self"])

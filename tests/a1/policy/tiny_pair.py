@@ -24,3 +24,11 @@ def tiny_loaded(seed: int, tokenizer: CharTokenizer, name: str, **config) -> Sim
     """Anything with .model and .tokenizer is a loaded model for a1.LLM."""
     model = TinyLM(FakeConfig(vocab_size=VOCAB, **config), seed=seed)
     return SimpleNamespace(model=model, tokenizer=tokenizer, source=name)
+
+
+def tiny_pair(tokenizer: CharTokenizer) -> tuple[SimpleNamespace, SimpleNamespace]:
+    """The target and draft the policy, remote and serve tests share: a 2-layer target and a smaller
+    1-layer draft of the same character vocabulary."""
+    target = tiny_loaded(0, tokenizer, "tiny-target")
+    draft = tiny_loaded(1, tokenizer, "tiny-draft", hidden_size=16, intermediate_size=32, num_layers=1)
+    return target, draft

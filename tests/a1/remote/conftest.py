@@ -2,7 +2,7 @@ import pytest
 
 import a1
 from remote_helpers import Faults, serve_with_faults
-from tiny_pair import CharTokenizer, tiny_loaded
+from tiny_pair import CharTokenizer, tiny_pair
 
 
 @pytest.fixture(scope="module")
@@ -12,9 +12,7 @@ def char_tokenizer() -> CharTokenizer:
 
 @pytest.fixture(scope="module")
 def char_models(char_tokenizer):
-    target = tiny_loaded(0, char_tokenizer, "tiny-target")
-    draft = tiny_loaded(1, char_tokenizer, "tiny-draft", hidden_size=16, intermediate_size=32, num_layers=1)
-    return target, draft
+    return tiny_pair(char_tokenizer)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import a1
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "policy"))
 
-from tiny_pair import CharTokenizer, tiny_loaded  # noqa: E402
+from tiny_pair import CharTokenizer, tiny_pair  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,7 @@ def served_pair(char_tokenizer):
     """The tiny character pair, served in-process (its own engine) and loaded for reference."""
     from a1.serve import ServerThread, create_app
 
-    target = tiny_loaded(0, char_tokenizer, "tiny-target")
-    draft = tiny_loaded(1, char_tokenizer, "tiny-draft", hidden_size=16, intermediate_size=32, num_layers=1)
+    target, draft = tiny_pair(char_tokenizer)
     served = a1.LLM(target, draft=draft, kv_cache_gb=0.02, max_model_len=256)
     local = a1.LLM(target, draft=draft, kv_cache_gb=0.02, max_model_len=256)
     thread = ServerThread(create_app(served)).start()
