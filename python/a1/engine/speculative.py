@@ -116,13 +116,21 @@ class SpeculativeDecoder:
         return prompt
 
     def _start(self, index: int, prompt: list[int], params: SamplingParams) -> _Request:
-        seed = params.seed if params.seed is not None else self._seed_rng.getrandbits(63)
-        record = Sequence(-1, prompt)
-        metrics = RequestMetrics(num_prompt_tokens=len(prompt))
-        record.task = GenerateTask(params, _int64(seed), len(prompt), True, True, metrics)
-        start_detokenizer(record.task)
         target_id = self.pair.target.add_sequence(prompt)
-        return _Request(index, record, target_id, self.pair.draft.add_sequence(prompt))
+        return self.open(target_id, self.pair.draft.add_sequence(prompt), prompt, params, index=index)
+
+    def open(
+        self, target_id: int, draft_id: int, history: list[int], params: SamplingParams, index: int = 0
+    ) -> _Request:
+        """A request continuing the idle sequences target_id and draft_id (both holding `history`)
+        under params; drive it with propose / take_proposal / verify / accept (what one round of
+        generate() does for all its requests) until request.task.finish_reason is set."""
+        seed = params.seed if params.seed is not None else self._seed_rng.getrandbits(63)
+        record = Sequence(-1, history)
+        metrics = RequestMetrics(num_prompt_tokens=len(history))
+        record.task = GenerateTask(params, _int64(seed), len(history), True, True, metrics)
+        start_detokenizer(record.task)
+        return _Request(index, record, target_id, draft_id)
 
     def _finish(self, r: _Request) -> RequestOutput:
         """The RequestOutput plain generation would give (LLMEngine._finish_generation); frees both sequences."""
@@ -141,43 +149,54 @@ class SpeculativeDecoder:
 
     # ------------------------------------------------------------------ one round
     def _round(self, active: list[_Request]) -> None:
-        target, draft, m = self.pair.target, self.pair.draft, self.metrics
+        draft, target, m = self.pair.draft, self.pair.target, self.metrics
         m.num_rounds += 1
         t0 = time.perf_counter()
-        proposing = []
-        for r in active:
-            task, history = r.task, len(r.record)
-            if task.metrics.first_scheduled_time is None:
-                task.metrics.first_scheduled_time = t0
-            room = min(task.params.max_tokens - (history - task.start), self.pair.max_model_len - history) - 1
-            num_draft = max(0, min(self.k, room))
-            r.drafts, r.probs = [], None
-            if num_draft:  # q rows only for sampled requests: a greedy draft is deterministic
-                end, want_probs = history + num_draft, not task.params.greedy
-                draft.submit_task(
-                    r.draft_id, DraftTask(r.draft_id, task.params, task.seed, task.start, r.offset, end, want_probs)
-                )
-                proposing.append(r)
-                r.offset += num_draft
+        proposing = [r for r in active if self.propose(r)]
         proposals = self._drive(draft, {r.draft_id for r in proposing}, "draft")
         for r in proposing:
-            proposal: DraftTask = proposals[r.draft_id]
-            r.drafts = draft.seqs[r.draft_id].token_ids[len(r.record) :]
-            if proposal.want_probs:
-                r.probs = self.verify_probs(torch.stack(proposal.probs))
+            self.take_proposal(r, proposals[r.draft_id])
         t1 = time.perf_counter()
         for r in active:
-            task = r.task
-            if r.drafts:
-                target.append(r.target_id, r.drafts, commit=False)
-            verify = VerifyTask(r.target_id, task.params, task.seed, r.offset, task.start, len(r.record), r.probs)
-            target.submit_task(r.target_id, verify)
-            r.offset += 1
+            self.verify(r)
         verdicts = self._drive(target, {r.target_id for r in active}, "target")
         for r in active:
-            self._accept(r, verdicts[r.target_id].result)
+            self.accept(r, verdicts[r.target_id])
         m.draft_time += t1 - t0
         m.verify_time += time.perf_counter() - t1
+
+    def propose(self, r: _Request) -> bool:
+        """Start a round: submit the draft's proposals (a DraftTask on the draft sequence); False
+        when there is no room for any (the round is a plain target step)."""
+        task, history = r.task, len(r.record)
+        if task.metrics.first_scheduled_time is None:
+            task.metrics.first_scheduled_time = time.perf_counter()
+        room = min(task.params.max_tokens - (history - task.start), self.pair.max_model_len - history) - 1
+        num_draft = max(0, min(self.k, room))
+        r.drafts, r.probs = [], None
+        if not num_draft:
+            return False
+        # q rows only for sampled requests: a greedy draft is deterministic
+        end, want_probs = history + num_draft, not task.params.greedy
+        self.pair.draft.submit_task(
+            r.draft_id, DraftTask(r.draft_id, task.params, task.seed, task.start, r.offset, end, want_probs)
+        )
+        r.offset += num_draft
+        return True
+
+    def take_proposal(self, r: _Request, proposal: DraftTask) -> None:
+        r.drafts = self.pair.draft.seqs[r.draft_id].token_ids[len(r.record) :]
+        if proposal.want_probs:
+            r.probs = self.verify_probs(torch.stack(proposal.probs))
+
+    def verify(self, r: _Request) -> None:
+        """Submit the target's one forward over [pending, drafts] (a VerifyTask on the target sequence)."""
+        task = r.task
+        if r.drafts:
+            self.pair.target.append(r.target_id, r.drafts, commit=False)
+        verify = VerifyTask(r.target_id, task.params, task.seed, r.offset, task.start, len(r.record), r.probs)
+        self.pair.target.submit_task(r.target_id, verify)
+        r.offset += 1
 
     def _drive(self, engine: LLMEngine, seq_ids: set[int], role: str) -> dict[int, object]:
         """Step engine until the tasks of seq_ids are done; returns them by sequence id."""
@@ -195,10 +214,10 @@ class SpeculativeDecoder:
             self.metrics.num_target_forwards += engine.metrics.num_steps - steps
         return done
 
-    def _accept(self, r: _Request, result: tuple[list[int], Optional[list[float]], int]) -> None:
+    def accept(self, r: _Request, verdict: VerifyTask) -> None:
         """Take the verified tokens one at a time until a stop condition, then settle both sequences
         on the kept history (the rest of the drafts rolled back, its last token pending)."""
-        tokens, logprobs, num_accepted = result
+        tokens, logprobs, num_accepted = verdict.result
         kept = 0
         for j, token in enumerate(tokens):
             kept += 1

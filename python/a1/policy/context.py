@@ -84,6 +84,15 @@ class RunContext:
         self.max_model_len = pair.max_model_len
         self._on_step = on_step
         self.warm_scores = 0
+        self.speculative = None  # the target's steps by lossless speculative decoding, the draft proposing
+        if cfg.speculative_tokens and cfg.mode != "draft_only":
+            if self.self_mode:
+                raise ValueError(
+                    "speculative_tokens needs a separate draft model: in self mode the target would propose to itself"
+                )
+            from a1.engine.speculative import SpeculativeDecoder
+
+            self.speculative = SpeculativeDecoder(pair, cfg.speculative_tokens)
         if cfg.mode == "draft_only":
             self.roles: tuple[str, ...] = ("draft",)
         elif cfg.mode == "target_only" or self.self_mode:

@@ -13,11 +13,21 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Generator, Optional, Sequence
 
-from a1.engine.outputs import RequestOutput
+from a1.engine.outputs import RequestOutput, ScoreResult
 
 from .context import RunContext
 from .results import SampleResult
 from .sample_loop import Barrier, SampleRun, Wait
+
+
+def output_key(out) -> tuple[str, int]:
+    """(kind, sequence id) of an engine output: a generation, a score, or a speculative decoding
+    task (DraftTask / VerifyTask, returned as themselves)."""
+    if isinstance(out, RequestOutput):
+        return "gen", out.request_id
+    if isinstance(out, ScoreResult):
+        return "score", out.seq_id
+    return "task", out.seq_id
 
 
 @dataclass
@@ -67,7 +77,7 @@ class Driver:
                 if not self._waiting:
                     raise RuntimeError("a1 policy: samples are live but none waits for the engine (a driver bug)")
                 for engine, out in self.ctx.pair.step():
-                    kind, seq_id = ("gen", out.request_id) if isinstance(out, RequestOutput) else ("score", out.seq_id)
+                    kind, seq_id = output_key(out)
                     waiter = self._waiting.pop((id(engine), kind, seq_id), None)
                     if waiter is None:
                         raise RuntimeError(f"a1 policy: an output of sequence {seq_id} that no sample waits for")

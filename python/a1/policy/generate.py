@@ -160,4 +160,5 @@ def generate(
     for result in results:
         result.stats["call_wall_time"] = time.perf_counter() - start
         result.stats["warm_start_scores"] = ctx.warm_scores
+        result.stats["speculative"] = ctx.speculative.metrics.as_dict() if ctx.speculative is not None else None
     return results

@@ -129,10 +129,26 @@ class SampleRun:
         """The role's model writes one step after the history (committed at once)."""
         engine = self.ctx.engine(role)
         params = self.params(role, self.step_limit(max_tokens or self.cfg.step_tokens), attempt)
-        engine.add_request(seq_id=self.seq(role), params=params, commit=True, release=False)
-        out = yield Wait(engine, "gen", self.seq(role))
-        self.sync_others(role, list(out.token_ids))
-        self.add(Step(self.turn, attempt, list(out.token_ids), out.outputs[0].stop_reason, None, decision=decision), role)
+        if role == "target" and self.ctx.speculative is not None and "draft" in self.seqs:
+            token_ids, stop_reason = yield from self.write_speculative(params)
+        else:
+            engine.add_request(seq_id=self.seq(role), params=params, commit=True, release=False)
+            out = yield Wait(engine, "gen", self.seq(role))
+            token_ids, stop_reason = list(out.token_ids), out.outputs[0].stop_reason
+            self.sync_others(role, token_ids)
+        self.add(Step(self.turn, attempt, token_ids, stop_reason, None, decision=decision), role)
+
+    def write_speculative(self, params: SamplingParams) -> Generator:
+        """The target's step by lossless speculative decoding: rounds of k draft proposals and one
+        target verify forward, until the step's stop; both sequences end on the verified step."""
+        decoder, target, draft = self.ctx.speculative, self.ctx.engine("target"), self.ctx.engine("draft")
+        request = decoder.open(self.seq("target"), self.seq("draft"), target.token_ids(self.seq("target")), params)
+        while request.task.finish_reason is None:
+            if decoder.propose(request):
+                decoder.take_proposal(request, (yield Wait(draft, "task", self.seq("draft"))))
+            decoder.verify(request)
+            decoder.accept(request, (yield Wait(target, "task", self.seq("target"))))
+        return request.record.token_ids[request.task.start :], request.task.stop_reason
 
     def force_answer(self, reason: str) -> Generator:
         """Budget forcing: append "Final Answer: \\boxed{" and let the writing model close it."""

@@ -218,3 +218,32 @@ def test_an_end_without_a_boxed_answer_gets_one_forced(llm):
     for sample in eos_ended:
         assert has_final_answer(sample.text) or "Final Answer: \\boxed{" in sample.text
         assert 1 not in sample.token_ids[:-1]  # the EOS that ended the reasoning was dropped
+
+
+def test_speculative_takeovers_write_what_the_target_writes(tiny_target, tiny_draft):
+    """Greedy, the target's rewrites by speculative decoding (the draft proposing) are token for
+    token its plain rewrites: the whole run is identical."""
+    def run_with(k):
+        llm = a1.LLM(tiny_target, draft=tiny_draft, kv_cache_gb=0.02)
+        calibrator = Calibrator((1, 2, 4, 8))
+        calibrator.fit([1e3 * (1 + i) for i in range(40)], [i % 10 for i in range(40)])
+        out = a1_ext.generate(PROMPTS, target=llm, calibration=calibrator, speculative_tokens=k, temperature=0.0,
+                              **(BUDGET | dict(alpha=0.5)))
+        assert llm.pair.num_used_blocks() == {"target": 0, "draft": 0}
+        return out
+
+    plain = run_with(0)
+    fast = run_with(3)
+    takeovers = 0
+    for p, f in zip(plain, fast):
+        for ps, fs in zip(p.samples, f.samples):
+            assert fs.token_ids == ps.token_ids
+            assert [(s.decision, s.by, s.num_tokens) for s in fs.steps] == [(s.decision, s.by, s.num_tokens) for s in ps.steps]
+            takeovers += sum(s.by == "target" and s.decision == "takeover" for s in fs.steps)
+    assert takeovers > 0
+    assert fast[0].stats["speculative"]["proposed"] > 0 and plain[0].stats["speculative"] is None
+
+
+def test_speculative_takeovers_need_a_separate_draft(tiny_target):
+    with pytest.raises(ValueError, match="speculative_tokens needs a separate draft"):
+        a1_ext.generate(PROMPTS, target=a1.LLM(tiny_target, kv_cache_gb=0.02), speculative_tokens=2, **BUDGET)
