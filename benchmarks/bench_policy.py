@@ -23,6 +23,16 @@ from a1.policy import generate  # noqa: E402
 MODES = ("async", "sync", "target_only")
 
 
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def run_policy(llm, prompts: list[str], mode: str, args, alpha: float) -> dict:
     start = time.perf_counter()
     results = generate(
@@ -80,7 +90,7 @@ def main() -> None:
     lines = [
         f"# A1 policy benchmark: SmolLM2-135M self mode, N = {args.samples}",
         "",
-        f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores); alpha = {args.alpha}; "
+        f"CPU: {cpu_model()} ({os.cpu_count()} cores); alpha = {args.alpha}; "
         f"max_tokens {args.max_tokens}, step_tokens {args.step_tokens}, turns {args.turns}; gsm8k questions, seed {args.seed}.",
         "",
         "| mode | questions in flight | wall s | tokens | tok/s | takeover rate | barrier wait s (summed) | tok/s vs sync |",
