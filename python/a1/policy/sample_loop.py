@@ -80,7 +80,7 @@ class SampleRun:
                     self.keep_best(attempts)
                 elif cfg.keeps_rejected_draft:  # the paper's pipeline: the target continues after it
                     self.keep(step)
-                    if not self.result.finish_reason:
+                    if not self.result.finish_reason and not self.answer_due:
                         yield from self.write("target", decision="takeover", max_tokens=cfg.target_step_tokens)
                 else:  # rewrite: the target writes this step instead
                     self.roll_back(step)
