@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Union
 
 from a1.engine.config import EngineConfig
 from a1.engine.llm_engine import LLMEngine
-from a1.engine.outputs import RequestOutput, ScoreResult
+from a1.engine.outputs import RequestFailed, RequestOutput, ScoreResult
 from a1.engine.pair import PairEngine
 from a1.engine.sampling_params import SamplingParams
 
@@ -119,7 +119,11 @@ class LLM:
         use_tqdm: bool = False,
     ) -> list[RequestOutput]:
         """One RequestOutput per prompt, in order. A string prompt is tokenized (with the
-        tokenizer's special tokens) or, with chat=True, becomes one user message of the chat template."""
+        tokenizer's special tokens) or, with chat=True, becomes one user message of the chat template.
+        Every prompt and its params are validated before any is submitted (an error leaves nothing
+        queued). If a request's step fails, the others still finish, then RequestFailed names the
+        failed prompts (its .outputs holds every output, the failed ones with finish_reason 'error');
+        the engine stays usable."""
         items = self._prompts(prompts, chat)
         if sampling_params is None or isinstance(sampling_params, SamplingParams):
             params = [sampling_params or SamplingParams()] * len(items)
@@ -132,26 +136,40 @@ class LLM:
             for (prompt, _), out in zip(items, results):
                 out.prompt = prompt
             return results
-        ids = [self.engine.add_request(token_ids, p) for (_, token_ids), p in zip(items, params)]
-        index = {seq_id: i for i, seq_id in enumerate(ids)}
-        results: list[Optional[RequestOutput]] = [None] * len(ids)
+        for i, ((_, token_ids), p) in enumerate(zip(items, params)):
+            self.engine.check_request(token_ids, p, name=f"prompts[{i}]")
+        ids: list[int] = []
+        results: list[Optional[RequestOutput]] = [None] * len(items)
         bar = None
-        if use_tqdm:
-            from tqdm.auto import tqdm
+        try:
+            for (_, token_ids), p in zip(items, params):
+                ids.append(self.engine.add_request(token_ids, p))
+            index = {seq_id: i for i, seq_id in enumerate(ids)}
+            if use_tqdm:
+                from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(ids), desc="generate")
-        remaining = len(ids)
-        while remaining:
-            for out in self.engine.step():
-                i = index.get(out.request_id) if isinstance(out, RequestOutput) else None
-                if i is not None and results[i] is None:
-                    out.prompt = items[i][0]
-                    results[i] = out
-                    remaining -= 1
-                    if bar is not None:
-                        bar.update(1)
-        if bar is not None:
-            bar.close()
+                bar = tqdm(total=len(ids), desc="generate")
+            remaining = len(ids)
+            while remaining:
+                for out in self.engine.step():
+                    i = index.get(out.request_id) if isinstance(out, RequestOutput) else None
+                    if i is not None and results[i] is None:
+                        out.prompt = items[i][0]
+                        results[i] = out
+                        remaining -= 1
+                        if bar is not None:
+                            bar.update(1)
+        finally:
+            for seq_id in ids:  # only after an error: drop what is left of this call's requests
+                if self.engine.is_live(seq_id):
+                    self.engine.abort(seq_id)
+            if bar is not None:
+                bar.close()
+        failed = [i for i, out in enumerate(results) if out.error is not None]
+        if failed:
+            raise RequestFailed(
+                f"generate: prompts {failed}", [(results[i].request_id, results[i].error) for i in failed], results
+            )
         return results
 
     def score(
@@ -161,15 +179,22 @@ class LLM:
         temperature: float = 1.0,
     ) -> Union[ScoreResult, list[ScoreResult]]:
         """Log-prob of every continuation token given the prompt (and the preceding continuation),
-        batched; one pair gives one ScoreResult, lists of pairs a list."""
+        batched; one pair gives one ScoreResult, lists of pairs a list. Every pair is validated before
+        any is submitted. If a pair's step fails, RequestFailed names it (its .outputs holds every
+        ScoreResult, the failed ones with .error) after the others finish; the engine stays usable."""
         single = _is_token_ids(prompt_token_ids)
         prompts = [prompt_token_ids] if single else list(prompt_token_ids)
         conts = [continuation_token_ids] if single else list(continuation_token_ids)
         if len(prompts) != len(conts):
             raise ValueError(f"{len(prompts)} prompts but {len(conts)} continuations")
-        seq_ids = [self.engine.add_sequence(p) for p in prompts]
+        for i, (prompt, cont) in enumerate(zip(prompts, conts)):
+            prompt = self.engine.check_sequence(prompt, f"prompt_token_ids[{i}]")
+            self.engine.check_score(len(prompt), cont, temperature, f"continuation_token_ids[{i}]")
+        seq_ids: list[int] = []
         results: dict[int, ScoreResult] = {}
         try:
+            for p in prompts:
+                seq_ids.append(self.engine.add_sequence(p))
             for seq_id, cont in zip(seq_ids, conts):
                 self.engine.submit_score(seq_id, list(cont), keep=False, temperature=temperature)
             while len(results) < len(seq_ids):
@@ -181,6 +206,9 @@ class LLM:
                 if self.engine.is_live(seq_id):
                     self.engine.abort(seq_id)
         ordered = [results[s] for s in seq_ids]
+        failed = [i for i, out in enumerate(ordered) if out.error is not None]
+        if failed:
+            raise RequestFailed(f"score: pairs {failed}", [(ordered[i].seq_id, ordered[i].error) for i in failed], ordered)
         return ordered[0] if single else ordered
 
     def get_metrics(self) -> dict:

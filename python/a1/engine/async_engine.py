@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Union
 from .config import EngineConfig
 from .llm_engine import LLMEngine
 from .metrics import EngineMetrics
-from .outputs import RequestOutput, ScoreResult
+from .outputs import RequestFailed, RequestOutput, ScoreResult
 from .pair import PairEngine
 from .sampling_params import SamplingParams
 
@@ -62,10 +62,15 @@ class AsyncEngine:
                     kind, seq_id = ("gen", out.request_id) if isinstance(out, RequestOutput) else ("score", out.seq_id)
                     key = (id(engine), kind, seq_id)
                     future = self._waiters.pop(key, None)
-                    if future is not None and not future.done():
+                    if future is None or future.done():
+                        continue
+                    if getattr(out, "error", None) is not None:  # this request failed; the loop goes on
+                        what = "request" if kind == "gen" else "scoring of sequence"
+                        future.set_exception(RequestFailed(f"{what} {seq_id}", [(seq_id, out.error)]))
+                    else:
                         future.set_result(out)
                 await asyncio.sleep(0)  # let coroutines woken by this step submit their next request
-        except Exception as err:  # a failing step fails every waiter instead of hanging them
+        except Exception as err:  # last resort (step() fails requests, not itself): fail every waiter
             self._error = err
             for future in list(self._waiters.values()) + [f for _, f in self._commands]:
                 if not future.done():

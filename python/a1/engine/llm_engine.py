@@ -8,11 +8,11 @@ import time
 from typing import Optional, Union
 
 from .block_manager import BlockManager
-from .config import EngineConfig, num_blocks_for_budget
+from .config import EngineConfig, check_pool_fits, num_blocks_for_budget
 from .detokenizer import check_stop_strings, decode_new_text, start_detokenizer
 from .metrics import EngineMetrics, RequestMetrics
 from .model_runner import ModelRunner
-from .outputs import CompletionOutput, RequestOutput, ScoreResult
+from .outputs import CompletionOutput, RequestFailed, RequestOutput, ScoreResult
 from .sampling_params import SamplingParams
 from .scheduler import Scheduler
 from .sequence import DraftTask, GenerateTask, ScoreTask, Sequence, SequenceStatus, VerifyTask
@@ -26,11 +26,40 @@ def _int64(seed: int) -> int:
     return seed - (1 << 64) if seed >= 1 << 63 else seed
 
 
+def _is_dynamic_rope(model_config) -> bool:
+    rope_type = getattr(model_config, "rope_type", None)
+    if rope_type is None:
+        rope_type = (getattr(model_config, "rope_scaling", None) or {}).get("rope_type")
+    return rope_type == "dynamic"
+
+
 class LLMEngine:
+    """Fault isolation: requests are validated against the model when submitted (token and stop
+    ids in the vocabulary, lengths, finite scoring temperatures; a top_k >= the vocabulary keeps
+    every token, like 0). If a step still fails (the forward raises, or a row's logits or scores are
+    not finite), the requests of that step (for non-finite values, just the rows' requests) fail:
+    step() returns, for each, a RequestOutput with finish_reason 'error' (or a ScoreResult, or the
+    DraftTask / VerifyTask) whose `error` holds the exception, under the same kind and sequence id
+    as a success; the failed sequence is aborted (blocks freed, is_live() False) and the engine
+    serves the others and new requests."""
+
     def __init__(self, model, tokenizer, config: Optional[EngineConfig] = None) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.config = config = config or EngineConfig()
-        num_blocks = config.num_blocks or num_blocks_for_budget([model], config.kv_cache_gb, config.block_size)[0]
+        limit = model.config.max_position_embeddings
+        if config.max_model_len is not None and config.max_model_len > limit and not _is_dynamic_rope(model.config):
+            raise ValueError(
+                f"max_model_len={config.max_model_len} exceeds the model's position limit "
+                f"(max_position_embeddings={limit})"
+            )
+        if config.num_blocks:
+            num_blocks = config.num_blocks
+            check_pool_fits(
+                num_blocks * config.block_size * int(model.bytes_per_token(model.dtype)),
+                model.lm_head_weight.device, f"num_blocks={num_blocks}",
+            )
+        else:
+            num_blocks = num_blocks_for_budget([model], config.kv_cache_gb, config.block_size)[0]
         self.vocab_size = model.config.vocab_size
         self.eos_token_ids = sorted(set(model.config.eos_token_ids) | set(getattr(tokenizer, "eos_token_ids", [])))
         self.max_model_len = min(config.max_model_len or model.config.max_position_embeddings, num_blocks * config.block_size)
@@ -59,11 +88,43 @@ class LLMEngine:
             raise RuntimeError(f"seq_id {seq_id} is busy with a {type(seq.task).__name__}")
         return seq
 
+    def check_sequence(self, token_ids: list[int], name: str = "token_ids") -> list[int]:
+        """token_ids as add_sequence() takes them, or ValueError (nothing is changed)."""
+        token_ids = self._check_tokens(token_ids, name)
+        if not 1 <= len(token_ids) < self.max_model_len:
+            raise ValueError(f"{name} must hold 1 to {self.max_model_len - 1} tokens, got {len(token_ids)}")
+        return token_ids
+
+    def check_params(self, params: SamplingParams) -> None:
+        """ValueError unless params suit this model (stop ids in the vocabulary). top_k needs no
+        check: values >= the vocabulary size keep every token, like 0."""
+        if not isinstance(params, SamplingParams):
+            raise TypeError(f"params must be SamplingParams, got {type(params).__name__}")
+        for t in params.stop_token_ids:
+            if not 0 <= t < self.vocab_size:
+                raise ValueError(f"stop_token_ids must hold ints in [0, {self.vocab_size}), got {t!r}")
+
+    def check_request(self, prompt_token_ids: list[int], params: Optional[SamplingParams] = None, name: str = "prompt") -> list[int]:
+        """Validate a one-shot add_request(prompt_token_ids, params) without submitting it (a
+        front checks a whole batch before submitting any of it); returns the token ids."""
+        token_ids = self.check_sequence(prompt_token_ids, name)
+        self.check_params(params or SamplingParams())
+        return token_ids
+
+    def check_score(self, num_history: int, token_ids: list[int], temperature: float, name: str = "token_ids") -> list[int]:
+        """Validate scoring token_ids after num_history tokens at temperature; returns the ids."""
+        token_ids = self._check_tokens(token_ids, name)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+            raise TypeError(f"temperature must be a number, got {temperature!r}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+        if num_history + len(token_ids) > self.max_model_len:
+            raise ValueError(f"scoring {len(token_ids)} tokens after {num_history} exceeds max_model_len {self.max_model_len}")
+        return token_ids
+
     def add_sequence(self, token_ids: list[int]) -> int:
         """A new idle sequence holding token_ids (nothing is computed until a task runs on it)."""
-        token_ids = self._check_tokens(token_ids, "token_ids")
-        if not 1 <= len(token_ids) < self.max_model_len:
-            raise ValueError(f"token_ids must hold 1 to {self.max_model_len - 1} tokens, got {len(token_ids)}")
+        token_ids = self.check_sequence(token_ids)
         seq = Sequence(self._next_id, token_ids)
         self._next_id += 1
         self.seqs[seq.seq_id] = seq
@@ -112,6 +173,8 @@ class LLMEngine:
         if seq is None:
             raise KeyError(f"seq_id {seq_id} is not a live sequence")
         self.scheduler.abort(seq)
+        # an output already made for it (an empty score) must not surface later
+        self._ready = [out for out in self._ready if getattr(out, "seq_id", None) != seq_id]
 
     def is_live(self, seq_id: int) -> bool:
         """Whether seq_id names a sequence of this engine (not yet freed, aborted or released)."""
@@ -136,6 +199,7 @@ class LLMEngine:
         given prompt_token_ids is appended first). commit=False keeps the generated tokens out of
         the prefix cache until commit(). Returns the sequence id, also RequestOutput.request_id."""
         params = params or SamplingParams()
+        self.check_params(params)
         if seq_id is None:
             if prompt_token_ids is None:
                 raise ValueError("give prompt_token_ids or seq_id")
@@ -163,11 +227,7 @@ class LLMEngine:
         keep=True keeps the tokens (their last one pending), committed unless commit=False, in
         which case they stay out of the prefix cache until commit() (or go with truncate())."""
         seq = self._idle(seq_id)
-        token_ids = self._check_tokens(token_ids, "token_ids")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if len(seq) + len(token_ids) > self.max_model_len:
-            raise ValueError(f"scoring {len(token_ids)} tokens after {len(seq)} exceeds max_model_len {self.max_model_len}")
+        token_ids = self.check_score(len(seq), token_ids, temperature)
         if not token_ids:
             self._ready.append(ScoreResult(seq_id, [], math.nan))
             return
@@ -183,7 +243,10 @@ class LLMEngine:
         while True:
             for i, out in enumerate(self._ready):
                 if isinstance(out, ScoreResult) and out.seq_id == seq_id:
-                    return self._ready.pop(i)
+                    out = self._ready.pop(i)
+                    if out.error is not None:
+                        raise RequestFailed(f"scoring sequence {seq_id}", [(seq_id, out.error)])
+                    return out
             self._ready.extend(self._step())
 
     # ------------------------------------------------------------------ speculative decoding hooks
@@ -240,16 +303,25 @@ class LLMEngine:
             if isinstance(task, GenerateTask) and task.metrics.first_scheduled_time is None:
                 task.metrics.first_scheduled_time = t0
                 task.metrics.num_cached_tokens = seq.num_computed_tokens  # prompt tokens not recomputed
-        out = self.runner.run(batch)
+        try:
+            out = self.runner.run(batch)
+        except Exception as err:  # the whole step failed: its requests fail, the engine goes on
+            finished = [self._fail(seq, err) for seq in batch.seqs]
+            self.metrics.record_step(time.perf_counter() - t0, batch.total_tokens, self.block_manager.num_used_blocks)
+            return finished
+        failed: dict[int, BaseException] = {seq.seq_id: err for seq, err in out.failed}
         for seq, n in zip(batch.seqs, batch.num_tokens):
             seq.num_computed_tokens += n
         finished: list[Output] = []
         logprobs = out.sampled_logprobs
         for i, (seq, token) in enumerate(zip(out.sampled_seqs, out.sampled_ids)):
-            if isinstance(seq.task, DraftTask):
-                seq.task.add(seq, token, out.sampled_probs[i] if out.sampled_probs is not None else None)
-                continue
-            self._append_sampled(seq, token, logprobs[i] if logprobs is not None else None)
+            try:
+                if isinstance(seq.task, DraftTask):
+                    seq.task.add(seq, token, out.sampled_probs[i] if out.sampled_probs is not None else None)
+                    continue
+                self._append_sampled(seq, token, logprobs[i] if logprobs is not None else None)
+            except Exception as err:  # e.g. the tokenizer failing on a stop-string check
+                failed.setdefault(seq.seq_id, err)
         for seq, result in out.verified:
             seq.task.result = result
         for seq, token_logprobs, nll in out.scores:
@@ -257,22 +329,47 @@ class LLMEngine:
             seq.task.nll_sum += nll * len(token_logprobs)
         now = time.perf_counter()
         for seq in batch.seqs:
-            self.block_manager.cache_blocks(seq)
             task = seq.task
-            if isinstance(task, GenerateTask) and task.finish_reason is not None:
-                task.metrics.finished_time = now
-                finished.append(self._finish_generation(seq))
-            elif isinstance(task, ScoreTask) and seq.num_computed_tokens == seq.feed_end:
-                finished.append(self._finish_score(seq))
-            elif isinstance(task, (DraftTask, VerifyTask)) and task.done(seq):
-                self.scheduler.finish(seq)
-                finished.append(task)  # speculative.py reads the proposals / the verdict off the task
+            if seq.seq_id in failed:
+                finished.append(self._fail(seq, failed[seq.seq_id]))
+                continue
+            try:
+                self.block_manager.cache_blocks(seq)
+                if isinstance(task, GenerateTask) and task.finish_reason is not None:
+                    task.metrics.finished_time = now
+                    finished.append(self._finish_generation(seq))
+                elif isinstance(task, ScoreTask) and seq.num_computed_tokens == seq.feed_end:
+                    finished.append(self._finish_score(seq))
+                elif isinstance(task, (DraftTask, VerifyTask)) and task.done(seq):
+                    self.scheduler.finish(seq)
+                    finished.append(task)  # speculative.py reads the proposals / the verdict off the task
+            except Exception as err:
+                seq.task = seq.task or task
+                finished.append(self._fail(seq, err))
         bm = self.block_manager
         self.metrics.num_prefix_queries, self.metrics.num_prefix_hits = bm.num_prefix_queries, bm.num_prefix_hits
         self.metrics.num_tokens_sampled += len(out.sampled_ids)
         self.metrics.num_tokens_scored += sum(len(s[1]) for s in out.scores)
         self.metrics.record_step(time.perf_counter() - t0, batch.total_tokens, self.block_manager.num_used_blocks)
         return finished
+
+    def _fail(self, seq: Sequence, err: BaseException) -> Output:
+        """The failure output of seq's task (same kind and id as its success would have); the
+        sequence is aborted: its task dropped, its blocks freed, its id no longer live."""
+        task = seq.task
+        if isinstance(task, GenerateTask):
+            task.metrics.finished_time = time.perf_counter()
+            prompt_ids = seq.token_ids[: task.start] if task.release else None
+            completion = CompletionOutput(0, "", [], [] if task.params.logprobs else None, "error", None)
+            out: Output = RequestOutput(seq.seq_id, None, prompt_ids, [completion], True, task.metrics, task.start, err)
+        elif isinstance(task, ScoreTask):
+            out = ScoreResult(seq.seq_id, [], math.nan, err)
+        else:  # DraftTask / VerifyTask: speculative.py finds the error on the task
+            task.error = err
+            out = task
+        if self.seqs.get(seq.seq_id) is seq:
+            self.abort(seq.seq_id)
+        return out
 
     def _append_sampled(self, seq: Sequence, token: int, logprob: Optional[float]) -> None:
         task: GenerateTask = seq.task

@@ -3,6 +3,7 @@
 `linear_step_score` on the rows being scored and `speculative_verify` on completed verify rows."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -25,6 +26,19 @@ class StepOutput:
     scores: list[tuple[Sequence, list[float], float]] = field(default_factory=list)
     sampled_probs: Optional[list[Optional[torch.Tensor]]] = None  # q rows of DraftTasks that want them
     verified: list[tuple[Sequence, tuple]] = field(default_factory=list)  # (sequence, VerifyTask.result)
+    # sequences whose rows came out non-finite (NaN logits, ...): left out of the fields above
+    failed: list[tuple[Sequence, BaseException]] = field(default_factory=list)
+
+
+def _effective_top_k(top_k: int, vocab: int) -> int:
+    """top_k >= the vocabulary keeps every token: 0 (also keeps huge values inside int64)."""
+    return top_k if top_k < vocab else 0
+
+
+def _non_finite_rows(logits: torch.Tensor) -> list[int]:
+    """Rows with a NaN or +inf logit or no finite one (-inf alone is a legitimate mask)."""
+    bad = ~torch.isfinite(logits.amax(dim=1))
+    return torch.nonzero(bad).flatten().tolist() if bool(bad.any()) else []
 
 
 def banned_ids(params, eos_token_ids: list[int]) -> list[int]:
@@ -148,20 +162,33 @@ class ModelRunner:
             )
             logprobs, nlls = token_logprob.tolist(), step_nll.tolist()
             for i, seq in enumerate(seqs):
-                out.scores.append((seq, logprobs[cu[i] : cu[i + 1]], nlls[i]))
+                rows_lp = logprobs[cu[i] : cu[i + 1]]
+                if not math.isfinite(nlls[i]) or any(math.isnan(x) for x in rows_lp):
+                    out.failed.append((seq, FloatingPointError(f"sequence {seq.seq_id}: non-finite scores (NaN logits?)")))
+                    continue
+                out.scores.append((seq, rows_lp, nlls[i]))
         if verify_parts:
             self._collect_verify_rows(hidden, verify_rows, verify_parts, out)
         return out
 
     def _sample(self, hidden: torch.Tensor, rows: list[int], seqs: list[Sequence], out: StepOutput) -> None:
         logits = self.model.compute_logits(hidden[self._tensor(rows, torch.int64)]).float()
+        bad = _non_finite_rows(logits)
+        if bad:
+            for i in bad:
+                out.failed.append((seqs[i], FloatingPointError(f"sequence {seqs[i].seq_id}: non-finite logits (NaN or inf)")))
+            keep = [i for i in range(len(seqs)) if i not in set(bad)]
+            if not keep:
+                return
+            logits, seqs = logits[self._tensor(keep, torch.int64)], [seqs[i] for i in keep]
+        vocab = logits.shape[1]
         temperature, top_k, top_p, seed, offset = [], [], [], [], []
         want_logprobs = False
         for i, seq in enumerate(seqs):
             task: GenerateTask = seq.task
             p = task.params
             temperature.append(p.temperature)
-            top_k.append(p.top_k)
+            top_k.append(_effective_top_k(p.top_k, vocab))
             top_p.append(p.top_p)
             seed.append(task.seed)
             offset.append(task.num_sampled)
@@ -190,9 +217,14 @@ class ModelRunner:
     def _collect_verify_rows(self, hidden: torch.Tensor, rows: list[int], parts: list, out: StepOutput) -> None:
         """Keep each VerifyTask's target rows of this step; verify the tasks whose rows are all in."""
         logits = self.model.compute_logits(hidden[self._tensor(rows, torch.int64)]).float()
+        bad = set(_non_finite_rows(logits))
         ready, i = [], 0
         for seq, count in parts:
             task: VerifyTask = seq.task
+            if bad.intersection(range(i, i + count)):
+                out.failed.append((seq, FloatingPointError(f"sequence {seq.seq_id}: non-finite logits (NaN or inf)")))
+                i += count
+                continue
             task.rows.append(logits[i : i + count])
             i += count
             if sum(r.shape[0] for r in task.rows) == len(seq.token_ids) - task.history + 1:
@@ -218,7 +250,8 @@ class ModelRunner:
             drafts.extend(ids)
             cu.append(len(drafts))
             q_rows.append(task.draft_probs)
-            for values, value in zip(params, (p.temperature, p.top_k, p.top_p, task.seed, task.offset)):
+            top_k = _effective_top_k(p.top_k, target.shape[1])
+            for values, value in zip(params, (p.temperature, top_k, p.top_p, task.seed, task.offset)):
                 values.append(value)
         rows = torch.cat(rows)
         draft_ids = self._tensor(drafts, torch.int64)

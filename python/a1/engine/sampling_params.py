@@ -10,7 +10,8 @@ from typing import Optional, Union
 class SamplingParams:
     """How one request samples and when it stops.
 
-    temperature: 0 is greedy. top_k: 0 (or -1) keeps every token. top_p: 1 keeps every token.
+    temperature: 0 is greedy. top_k: 0 (or -1) keeps every token, and so does any value >= the
+    model's vocabulary size (the engine clamps it to 0, so any int is accepted). top_p: 1 keeps every token.
     max_tokens: tokens to generate at most (finish_reason 'length'). stop: strings that end the
     output when they appear in the decoded text (e.g. "\\n\\n" for a reasoning step); the output text
     is cut before the stop string unless include_stop_str_in_output. stop_token_ids: extra ids that

@@ -90,6 +90,7 @@ class DraftTask:
     end: int  # history length once every proposal is made
     want_probs: bool
     probs: list[torch.Tensor] = field(default_factory=list)
+    error: Optional[BaseException] = None  # set when its step failed (the sequence is then aborted)
 
     def feed_end(self, num_tokens: int) -> int:
         return num_tokens
@@ -126,6 +127,7 @@ class VerifyTask:
     draft_probs: Optional[torch.Tensor]
     rows: list[torch.Tensor] = field(default_factory=list)  # target logits rows so far (chunked feeds)
     result: Optional[tuple[list[int], Optional[list[float]], int]] = None
+    error: Optional[BaseException] = None  # set when its step failed (the sequence is then aborted)
 
     def feed_end(self, num_tokens: int) -> int:
         return num_tokens

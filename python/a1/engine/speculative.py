@@ -28,6 +28,7 @@ import torch
 from .detokenizer import start_detokenizer
 from .llm_engine import LLMEngine, _int64
 from .metrics import RequestMetrics, SpeculativeMetrics
+from .outputs import RequestFailed
 from .outputs import CompletionOutput, RequestOutput
 from .pair import PairEngine
 from .sampling_params import SamplingParams
@@ -72,6 +73,8 @@ class SpeculativeDecoder:
         if len(prompts) != len(params):
             raise ValueError(f"{len(prompts)} prompts but {len(params)} sampling params")
         prompts = [self._check_prompt(i, p) for i, p in enumerate(prompts)]
+        for p in params:
+            self.pair.target.check_params(p)
         waiting = deque(range(len(prompts)))
         results: list[Optional[RequestOutput]] = [None] * len(prompts)
         active: list[_Request] = []
@@ -207,6 +210,8 @@ class SpeculativeDecoder:
                 raise RuntimeError(f"the {role} engine stopped with {len(seq_ids) - len(done)} tasks not done")
             for out in engine.step():
                 if isinstance(out, (DraftTask, VerifyTask)) and out.seq_id in seq_ids:
+                    if out.error is not None:  # its sequence is aborted; generate() drops the rest
+                        raise RequestFailed(f"the {role} step of sequence {out.seq_id}", [(out.seq_id, out.error)])
                     done[out.seq_id] = out
         if role == "draft":
             self.metrics.num_draft_forwards += engine.metrics.num_steps - steps
