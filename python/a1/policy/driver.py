@@ -87,6 +87,10 @@ class Driver:
                 self._bar.close()
         return questions
 
+    def waiting_samples(self) -> dict[tuple[int, str, int], tuple[int, int]]:
+        """(engine id, kind, sequence id) -> (question, sample) of every sample waiting for an output."""
+        return {key: (question.index, sample.index) for key, (question, sample, _) in self._waiting.items()}
+
     def _start(self, question: QuestionRun) -> None:
         question.start = time.perf_counter()
         question.live = len(question.sample_indices)

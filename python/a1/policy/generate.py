@@ -151,8 +151,7 @@ def generate(
         if not hasattr(err, "name_samples"):
             raise
         # a remote engine's requests failed (a1.remote): say which samples were waiting on them
-        waiting = {key: (q.index, s.index) for key, (q, s, _) in driver._waiting.items()}
-        raise err.name_samples(waiting) from err
+        raise err.name_samples(driver.waiting_samples()) from err
     results = []
     for prompt, run in zip(prompts, runs):
         samples = [run.results[i] for i in sorted(run.results)]
