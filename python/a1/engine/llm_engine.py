@@ -174,7 +174,7 @@ class LLMEngine:
             raise KeyError(f"seq_id {seq_id} is not a live sequence")
         self.scheduler.abort(seq)
         # an output already made for it (an empty score) must not surface later
-        self._ready = [out for out in self._ready if getattr(out, "seq_id", None) != seq_id]
+        self._ready[:] = [out for out in self._ready if getattr(out, "seq_id", None) != seq_id]  # in place: score() extends it
 
     def is_live(self, seq_id: int) -> bool:
         """Whether seq_id names a sequence of this engine (not yet freed, aborted or released)."""

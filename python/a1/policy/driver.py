@@ -81,6 +81,12 @@ class Driver:
                     waiter = self._waiting.pop((id(engine), kind, seq_id), None)
                     if waiter is None:
                         raise RuntimeError(f"a1 policy: an output of sequence {seq_id} that no sample waits for")
+                    if getattr(out, "error", None) is not None:  # the engine failed this request (and dropped it)
+                        question, sample, _ = waiter
+                        raise RuntimeError(
+                            f"a1 policy: question {question.index} sample {sample.index}: its {kind} request failed "
+                            f"in the engine: {out.error}"
+                        ) from out.error
                     self._advance(*waiter, out)
         finally:
             if self._bar is not None:

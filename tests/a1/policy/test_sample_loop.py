@@ -76,3 +76,26 @@ def test_async_never_waits_for_a_slow_sample_and_sync_does(llm, monkeypatch):
     # sync (the broken variant for this property): every turn waits for the 12-token steps
     fast_sync = run_one_slow_sample(llm, monkeypatch, "sync")
     assert fast_sync[(1, 4)] >= 12 * 5
+
+
+@pytest.mark.parametrize("llm", ["pair"], indirect=True)
+def test_a_request_the_engine_fails_fails_the_call_naming_the_sample(llm, monkeypatch):
+    """The engine isolates a failing request (it comes back with .error); the policy does not
+    swallow it: the call raises naming the question and sample, and the engine keeps serving."""
+    target = llm.pair.target
+    run = target.runner.run
+    calls = {"n": 0}
+
+    def failing_run(batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("injected failure")
+        return run(batch)
+
+    monkeypatch.setattr(target.runner, "run", failing_run)
+    with pytest.raises(RuntimeError, match=r"question 0 sample \d+: its \w+ request failed in the engine"):
+        a1.policy.generate(["Fail me."], target=llm, num_samples=2, max_tokens=40, step_tokens=6, progress=False)
+    monkeypatch.setattr(target.runner, "run", run)
+    out = a1.policy.generate(["Then serve me."], target=llm, num_samples=2, max_tokens=24, step_tokens=6,
+                             progress=False)
+    assert len(out[0].samples) == 2
