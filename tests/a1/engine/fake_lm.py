@@ -31,6 +31,16 @@ class FakeConfig:
     eos_token_ids: list[int] = field(default_factory=lambda: [1])
 
 
+@dataclass
+class Loaded:
+    """A loaded model as a1.LLM takes it (the fields of a1.models.loader.LoadedModel)."""
+
+    model: object
+    tokenizer: object
+    config: object
+    source: str = "fake"
+
+
 class TinyLM(torch.nn.Module):
     def __init__(self, config: Optional[FakeConfig] = None, seed: int = 0, dtype: torch.dtype = torch.float32):
         super().__init__()

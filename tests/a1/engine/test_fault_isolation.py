@@ -4,26 +4,17 @@ validation partway leaves nothing behind."""
 import asyncio
 import math
 import time
-from dataclasses import dataclass
 
 import pytest
 import torch
 
 import a1.engine.llm_engine as llm_engine_module
 from a1 import LLM
-from a1.engine import EngineConfig, LLMEngine, RequestFailed, RequestOutput, SamplingParams, ScoreResult
+from a1.engine import EngineConfig, LLMEngine, RequestFailed, RequestOutput, SamplingParams
 from a1.engine.async_engine import AsyncEngine
-from fake_lm import FakeTokenizer, TinyLM
+from fake_lm import FakeTokenizer, Loaded, TinyLM
 
 POISON = 47  # NaNLM's forward returns NaN on the rows of this token
-
-
-@dataclass
-class Loaded:  # the fields of a1.models.loader.LoadedModel
-    model: object
-    tokenizer: object
-    config: object
-    source: str = "fake"
 
 
 class NaNLM(TinyLM):

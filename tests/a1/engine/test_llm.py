@@ -1,18 +1,9 @@
 """The vLLM-shaped offline API on the fake model."""
-from dataclasses import dataclass
-
 import pytest
 
 import a1
 from a1 import LLM, SamplingParams
-
-
-@dataclass
-class Loaded:  # the fields of a1.models.loader.LoadedModel
-    model: object
-    tokenizer: object
-    config: object
-    source: str = "fake"
+from fake_lm import Loaded
 
 
 @pytest.fixture()

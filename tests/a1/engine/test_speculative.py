@@ -2,7 +2,6 @@
 target alone, the sampled distribution against the target's exact one (and a failing wrong q),
 per-request params, cache rollback and the counters."""
 import copy
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -15,17 +14,9 @@ from a1.engine.model_runner import filtered_probs
 from a1.engine.pair import PairEngine
 from a1.engine.speculative import SpeculativeDecoder
 from a1_ext import ops, reference
-from fake_lm import TinyLM
+from fake_lm import Loaded, TinyLM
 
 PROMPTS = [[0, 5, 6, 7], [0, 3, 37], [0, 12, 13, 14, 15, 16, 17, 18, 19], [0, 9, 3, 22, 4], [0, 5, 17, 2]]
-
-
-@dataclass
-class Loaded:  # the fields of a1.models.loader.LoadedModel
-    model: object
-    tokenizer: object
-    config: object
-    source: str = "fake"
 
 
 @pytest.fixture(scope="module")
