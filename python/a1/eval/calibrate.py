@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from a1.eval.run_summary import is_tested_step
+from a1.eval.metrics import is_tested_step
 from a1.eval.runner import EvalSettings, build_llm, load_problems
 
 CALIBRATION_ALPHA = 1e-9  # below any p-value 1/(n+1): every drafted step is accepted

@@ -134,7 +134,7 @@ _REQUIRED = ("question_id", "sample_index", "answer", "correct", "num_tokens", "
              "target_tokens", "latency", "steps")
 
 
-def _tested(step: dict) -> bool:
+def is_tested_step(step: dict) -> bool:
     """A draft step the target judged (as a1.policy's StepRecord.tested): written by the draft (the
     target's own takeover step repeats the draft step's decision), scored, and not forced text."""
     return step.get("by") == "draft" and step.get("decision") != "forced" and step.get("score") is not None
@@ -247,7 +247,7 @@ def summarize(
         if decision not in _DECISIONS:
             raise ValueError(f"step decision must be one of {_DECISIONS}, got {decision!r}")
         forced += decision == "forced"
-        if not _tested(s):
+        if not is_tested_step(s):
             continue
         decided += 1
         takeovers += decision == "takeover"

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from a1.eval.metrics import is_tested_step
+
 if TYPE_CHECKING:
     from a1.eval.runner import EvalSettings
 
@@ -64,11 +66,6 @@ def make_record(problem, sample) -> dict:
 
 
 STEP_KEYS = ("turn", "attempt", "stratum", "score", "p_value", "decision", "num_tokens", "by", "kept", "in_warmup")
-
-
-def is_tested_step(step: dict) -> bool:
-    """A draft step the target judged (a1.eval.metrics counts the same ones)."""
-    return step["by"] == "draft" and step["decision"] != "forced" and step["score"] is not None
 
 
 def phase_tokens(records: list[dict]) -> dict:

@@ -152,7 +152,7 @@ class Driver:
         question.live -= 1
         question.wall_time = time.perf_counter() - question.start
         for step in result.steps:
-            if step.by == "draft" and step.score is not None:
+            if step.tested:
                 self._tested += 1
                 self._taken_over += step.decision == "takeover"
         if self._bar is not None:

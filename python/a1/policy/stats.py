@@ -25,7 +25,7 @@ def question_stats(samples: Sequence[SampleResult], run, cfg: PolicyConfig) -> d
     takeovers = 0
     for sample in samples:
         for step in sample.steps:
-            if step.by != "draft" or step.score is None:
+            if not step.tested:
                 continue
             tally.record(step.stratum, step.decision != "accept", step.in_warmup)
             takeovers += step.decision == "takeover"
