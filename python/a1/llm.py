@@ -90,9 +90,6 @@ class LLM:
 
     def encode(self, prompts, chat: bool = False) -> list[tuple[Optional[str], list[int]]]:
         """(text or None, token ids) per prompt, as generate() feeds them (see there)."""
-        return self._prompts(prompts, chat)
-
-    def _prompts(self, prompts, chat: bool) -> list[tuple[Optional[str], list[int]]]:
         if isinstance(prompts, str) or _is_token_ids(prompts):
             prompts = [prompts]
         out = []
@@ -124,7 +121,7 @@ class LLM:
         queued). If a request's step fails, the others still finish, then RequestFailed names the
         failed prompts (its .outputs holds every output, the failed ones with finish_reason 'error');
         the engine stays usable."""
-        items = self._prompts(prompts, chat)
+        items = self.encode(prompts, chat)
         if sampling_params is None or isinstance(sampling_params, SamplingParams):
             params = [sampling_params or SamplingParams()] * len(items)
         else:

@@ -187,6 +187,11 @@ class SampleRun:
         step.kept = False
         self.result.discarded_tokens += len(step.token_ids)
         self.record(step, by)
+        self.trim_to_history()
+
+    def trim_to_history(self) -> None:
+        """Every sequence back to the sample's kept history (a model that never saw the step is
+        already there)."""
         for role, seq_id in self.seqs.items():
             if self.ctx.engine(role).num_tokens(seq_id) > self.history_len():
                 self.ctx.engine(role).truncate(seq_id, self.history_len())
@@ -247,8 +252,7 @@ class SampleRun:
             result.target_tokens -= 1
         else:
             result.draft_tokens -= 1
-        for role, seq_id in self.seqs.items():
-            self.ctx.engine(role).truncate(seq_id, self.history_len())
+        self.trim_to_history()
 
     def record(self, step: Step, by: str) -> None:
         step.record = StepRecord(

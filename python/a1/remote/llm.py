@@ -54,7 +54,7 @@ class RemoteLLM:
         """(text or None, token ids) per prompt, exactly as a1.LLM.encode (the same code)."""
         from a1.llm import LLM
 
-        return LLM._prompts(self, prompts, chat)
+        return LLM.encode(self, prompts, chat)
 
     def get_metrics(self) -> dict:
         """The target engine's counters; with a separate draft also its own under "draft"."""
