@@ -13,6 +13,7 @@ so that `s > threshold(alpha)` exactly when `p_value(s) <= alpha` (reject).
 from __future__ import annotations
 
 import numbers
+import sys
 from typing import Optional, Sequence, Union
 
 import torch
@@ -20,6 +21,8 @@ import torch
 from . import _C
 
 Scores = Union[torch.Tensor, Sequence[float]]
+MAX_CAPACITY = sys.maxsize  # the largest container size Python (and a signed 64-bit ticket) handles
+SLOT_BYTES = 16  # one score and its ticket
 
 
 def _as_float(value: object, name: str) -> float:
@@ -44,14 +47,23 @@ class QuantileBuffer:
     """
 
     def __init__(self, capacity: int = 1 << 16, window: Optional[int] = None) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral) or capacity < 1:
-            raise ValueError(f"capacity must be a positive int, got {capacity!r}")
+        # C++ takes size_t: past MAX_CAPACITY pybind11 answered "incompatible constructor arguments"
+        if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral) or not 1 <= capacity <= MAX_CAPACITY:
+            raise ValueError(f"capacity must be an int in [1, {MAX_CAPACITY}], got {capacity!r}")
         if window is not None:
             if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
                 raise ValueError(f"window must be None or a positive int, got {window!r}")
             if window > capacity:
                 raise ValueError(f"window must be <= capacity ({capacity}), got {window}")
-        self._impl = _C.QuantileBuffer(int(capacity), int(window or 0))
+        slots = int(window or capacity)
+        try:
+            self._impl = _C.QuantileBuffer(int(capacity), int(window or 0))
+        except MemoryError as err:  # "std::bad_alloc" alone does not say which argument asked for it
+            what = f"window={window}" if window else f"capacity={capacity}"
+            raise MemoryError(
+                f"QuantileBuffer({what}) reserves {SLOT_BYTES} bytes per score up front ({slots * SLOT_BYTES} bytes), "
+                f"which cannot be allocated ({err}); use a smaller {what.split('=')[0]}"
+            ) from err
 
     @property
     def capacity(self) -> int:

@@ -9,6 +9,7 @@ from a1.engine.llm_engine import LLMEngine
 from a1.engine.outputs import RequestFailed, RequestOutput, ScoreResult
 from a1.engine.pair import PairEngine
 from a1.engine.sampling_params import SamplingParams
+from a1.engine.validation import params_per_prompt, score_pairs
 
 Prompt = Union[str, list[int]]
 
@@ -122,12 +123,7 @@ class LLM:
         failed prompts (its .outputs holds every output, the failed ones with finish_reason 'error');
         the engine stays usable."""
         items = self.encode(prompts, chat)
-        if sampling_params is None or isinstance(sampling_params, SamplingParams):
-            params = [sampling_params or SamplingParams()] * len(items)
-        else:
-            params = list(sampling_params)
-            if len(params) != len(items):
-                raise ValueError(f"sampling_params has {len(params)} entries for {len(items)} prompts")
+        params = params_per_prompt(sampling_params, len(items))
         if self.num_speculative_tokens:
             results = self._speculative.generate([token_ids for _, token_ids in items], params, use_tqdm=use_tqdm)
             for (prompt, _), out in zip(items, results):
@@ -179,11 +175,7 @@ class LLM:
         batched; one pair gives one ScoreResult, lists of pairs a list. Every pair is validated before
         any is submitted. If a pair's step fails, RequestFailed names it (its .outputs holds every
         ScoreResult, the failed ones with .error) after the others finish; the engine stays usable."""
-        single = _is_token_ids(prompt_token_ids)
-        prompts = [prompt_token_ids] if single else list(prompt_token_ids)
-        conts = [continuation_token_ids] if single else list(continuation_token_ids)
-        if len(prompts) != len(conts):
-            raise ValueError(f"{len(prompts)} prompts but {len(conts)} continuations")
+        single, prompts, conts = score_pairs(prompt_token_ids, continuation_token_ids)
         for i, (prompt, cont) in enumerate(zip(prompts, conts)):
             prompt = self.engine.check_sequence(prompt, f"prompt_token_ids[{i}]")
             self.engine.check_score(len(prompt), cont, temperature, f"continuation_token_ids[{i}]")

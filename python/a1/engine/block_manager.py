@@ -217,9 +217,6 @@ class BlockManager:
         reclaimed = sum(1 for b in plan.hits if self.blocks[b].ref_count == 0)  # cached but free: leave the pool
         return plan.num_new > 0 and plan.num_new_blocks + reclaimed <= self.num_free_blocks
 
-    def can_allocate(self, seq: Sequence, token_budget: int) -> bool:
-        return self._fits(self._plan(seq, token_budget))
-
     def allocate(self, seq: Sequence, token_budget: int) -> int:
         """First allocation of a sequence that holds no blocks: take its cached prefix (setting
         num_computed_tokens), a copy of a matching computed partial tail, and blocks for the first

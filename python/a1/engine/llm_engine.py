@@ -7,6 +7,7 @@ import random
 import time
 from typing import Optional, Union
 
+from . import validation
 from .block_manager import BlockManager
 from .config import EngineConfig, check_pool_fits, num_blocks_for_budget
 from .detokenizer import check_stop_strings, decode_new_text, start_detokenizer
@@ -73,13 +74,6 @@ class LLMEngine:
         self._ready: list[Output] = []  # finished while score() was driving the steps
 
     # ------------------------------------------------------------------ sequences
-    def _check_tokens(self, token_ids: list[int], name: str) -> list[int]:
-        token_ids = list(token_ids)
-        for t in token_ids:
-            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < self.vocab_size:
-                raise ValueError(f"{name} must hold ints in [0, {self.vocab_size}), got {t!r}")
-        return token_ids
-
     def _idle(self, seq_id: int) -> Sequence:
         seq = self.seqs.get(seq_id)
         if seq is None:
@@ -88,39 +82,25 @@ class LLMEngine:
             raise RuntimeError(f"seq_id {seq_id} is busy with a {type(seq.task).__name__}")
         return seq
 
+    # validation (validation.py) against this model's vocabulary and max_model_len
     def check_sequence(self, token_ids: list[int], name: str = "token_ids") -> list[int]:
         """token_ids as add_sequence() takes them, or ValueError (nothing is changed)."""
-        token_ids = self._check_tokens(token_ids, name)
-        if not 1 <= len(token_ids) < self.max_model_len:
-            raise ValueError(f"{name} must hold 1 to {self.max_model_len - 1} tokens, got {len(token_ids)}")
-        return token_ids
+        return validation.check_sequence(token_ids, self.vocab_size, self.max_model_len, name)
 
-    def check_params(self, params: SamplingParams) -> None:
-        """ValueError unless params suit this model (stop ids in the vocabulary). top_k needs no
-        check: values >= the vocabulary size keep every token, like 0."""
-        if not isinstance(params, SamplingParams):
-            raise TypeError(f"params must be SamplingParams, got {type(params).__name__}")
-        for t in params.stop_token_ids:
-            if not 0 <= t < self.vocab_size:
-                raise ValueError(f"stop_token_ids must hold ints in [0, {self.vocab_size}), got {t!r}")
+    def check_params(self, params: SamplingParams, name: str = "params") -> None:
+        """TypeError / ValueError unless params suit this model (stop ids in the vocabulary)."""
+        validation.check_params(params, self.vocab_size, name)
 
     def check_request(self, prompt_token_ids: list[int], params: Optional[SamplingParams] = None, name: str = "prompt") -> list[int]:
         """Validate a one-shot add_request(prompt_token_ids, params) without submitting it (a
         front checks a whole batch before submitting any of it); returns the token ids."""
         token_ids = self.check_sequence(prompt_token_ids, name)
-        self.check_params(params or SamplingParams())
+        self.check_params(SamplingParams() if params is None else params)
         return token_ids
 
     def check_score(self, num_history: int, token_ids: list[int], temperature: float, name: str = "token_ids") -> list[int]:
         """Validate scoring token_ids after num_history tokens at temperature; returns the ids."""
-        token_ids = self._check_tokens(token_ids, name)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-            raise TypeError(f"temperature must be a number, got {temperature!r}")
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature must be finite and > 0, got {temperature}")
-        if num_history + len(token_ids) > self.max_model_len:
-            raise ValueError(f"scoring {len(token_ids)} tokens after {num_history} exceeds max_model_len {self.max_model_len}")
-        return token_ids
+        return validation.check_score(num_history, token_ids, temperature, self.vocab_size, self.max_model_len, name)
 
     def add_sequence(self, token_ids: list[int]) -> int:
         """A new idle sequence holding token_ids (nothing is computed until a task runs on it)."""
@@ -136,7 +116,7 @@ class LLMEngine:
     def append(self, seq_id: int, token_ids: list[int], commit: bool = True) -> None:
         """Append tokens to an idle sequence; they are computed by its next task."""
         seq = self._idle(seq_id)
-        token_ids = self._check_tokens(token_ids, "token_ids")
+        token_ids = validation.check_tokens(token_ids, self.vocab_size, "token_ids")
         if len(seq) + len(token_ids) >= self.max_model_len:
             raise ValueError(f"appending {len(token_ids)} tokens to {len(seq)} exceeds max_model_len {self.max_model_len}")
         seq.append_tokens(token_ids, commit)
@@ -176,6 +156,25 @@ class LLMEngine:
         # an output already made for it (an empty score) must not surface later
         self._ready[:] = [out for out in self._ready if getattr(out, "seq_id", None) != seq_id]  # in place: score() extends it
 
+    def cancel(self, seq_id: int, num_tokens: Optional[int] = None) -> None:
+        """Undo a request whose caller gave up, whatever its state (queued, running, finished). With
+        num_tokens None the request made the sequence: it is aborted. Otherwise the sequence is the
+        caller's: it stays live and idle, its task dropped (no output) and its history rolled back to
+        its first num_tokens tokens. A sequence no longer live (a finished one-shot request, a failed
+        one) is left alone."""
+        seq = self.seqs.get(seq_id)
+        if seq is None:
+            return
+        if num_tokens is None:
+            self.abort(seq_id)
+            return
+        if seq.task is not None:
+            self.scheduler.drop_task(seq)
+        self._ready[:] = [out for out in self._ready if getattr(out, "seq_id", None) != seq_id]
+        # even at its full length: blocks taken ahead for tokens not computed yet go back, and the
+        # prefix blocks it was computing are no longer in flight (others would wait for them)
+        self.truncate(seq_id, min(num_tokens, len(seq)))
+
     def is_live(self, seq_id: int) -> bool:
         """Whether seq_id names a sequence of this engine (not yet freed, aborted or released)."""
         return seq_id in self.seqs
@@ -198,7 +197,7 @@ class LLMEngine:
         or after the history of the idle sequence seq_id (kept when done unless release=True; a
         given prompt_token_ids is appended first). commit=False keeps the generated tokens out of
         the prefix cache until commit(). Returns the sequence id, also RequestOutput.request_id."""
-        params = params or SamplingParams()
+        params = SamplingParams() if params is None else params
         self.check_params(params)
         if seq_id is None:
             if prompt_token_ids is None:
@@ -262,7 +261,7 @@ class LLMEngine:
         kept tokens keep their KV, the rest is rolled back; token may replace an uncommitted one.
         commit marks the whole history verified (it may enter the prefix cache)."""
         seq = self._idle(seq_id)
-        self._check_tokens([token], "token")
+        validation.check_tokens([token], self.vocab_size, "token")
         if not 1 <= num_tokens <= len(seq):
             raise ValueError(f"num_tokens must be in [1, {len(seq)}], got {num_tokens}")
         if num_tokens < len(seq):
@@ -309,6 +308,8 @@ class LLMEngine:
             finished = [self._fail(seq, err) for seq in batch.seqs]
             self.metrics.record_step(time.perf_counter() - t0, batch.total_tokens, self.block_manager.num_used_blocks)
             return finished
+        finally:  # release the partial tails copied from now, not at the next schedule(): there may be none
+            self.block_manager.copies_done()
         failed: dict[int, BaseException] = {seq.seq_id: err for seq, err in out.failed}
         for seq, n in zip(batch.seqs, batch.num_tokens):
             seq.num_computed_tokens += n

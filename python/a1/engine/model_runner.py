@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 
 from a1_ext import ops
-from a1.models.base import AttentionMetadata
+from a1.models.attention_metadata import AttentionMetadata
 from a1.models.huge_pages import huge_page_zeros
 
 from .scheduler import ScheduledBatch

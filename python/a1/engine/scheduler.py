@@ -77,13 +77,18 @@ class Scheduler:
         self.idle.pop(seq.seq_id, None)
         self.bm.free(seq)
 
-    def abort(self, seq: Sequence) -> None:
-        """Drop a sequence whatever its state: its task is discarded and its blocks freed."""
+    def drop_task(self, seq: Sequence) -> None:
+        """Discard the task of a queued or running sequence: it becomes idle and keeps its blocks."""
         if seq.status is SequenceStatus.RUNNING:
             self.running.remove(seq)
         elif seq.status is SequenceStatus.WAITING:
             self.waiting.remove(seq)
         seq.task, seq.status = None, SequenceStatus.IDLE
+        self.update_idle(seq)
+
+    def abort(self, seq: Sequence) -> None:
+        """Drop a sequence whatever its state: its task is discarded and its blocks freed."""
+        self.drop_task(seq)
         self.remove(seq)
 
     def _preempt(self, seq: Sequence) -> None:

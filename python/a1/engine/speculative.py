@@ -32,6 +32,7 @@ from .outputs import RequestFailed
 from .outputs import CompletionOutput, RequestOutput
 from .pair import PairEngine
 from .sampling_params import SamplingParams
+from .validation import params_per_prompt
 from .sequence import DraftTask, GenerateTask, Sequence, VerifyTask
 
 
@@ -68,13 +69,10 @@ class SpeculativeDecoder:
     ) -> list[RequestOutput]:
         """One RequestOutput per prompt, in order (released sequences: prompt_token_ids filled).
         At most the target's max_num_seqs requests are in flight; the rest wait their turn."""
-        if isinstance(params, SamplingParams):
-            params = [params] * len(prompts)
-        if len(prompts) != len(params):
-            raise ValueError(f"{len(prompts)} prompts but {len(params)} sampling params")
+        params = params_per_prompt(params, len(prompts), "params")
         prompts = [self._check_prompt(i, p) for i, p in enumerate(prompts)]
-        for p in params:
-            self.pair.target.check_params(p)
+        for i, p in enumerate(params):
+            self.pair.target.check_params(p, f"params[{i}]")
         waiting = deque(range(len(prompts)))
         results: list[Optional[RequestOutput]] = [None] * len(prompts)
         active: list[_Request] = []

@@ -1,8 +1,7 @@
-"""The model interface the engine drives: AttentionMetadata, ModelConfig and DecoderLM (Llama and
-Qwen2 families; Qwen2 is Llama with a bias on the q/k/v projections)."""
+"""The model the engine drives: DecoderLM (Llama and Qwen2 families; Qwen2 is Llama with a bias on
+the q/k/v projections) over the paged KV cache described by AttentionMetadata."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
@@ -10,6 +9,7 @@ import torch.nn.functional as F
 
 from a1_ext import ops
 
+from .attention_metadata import AttentionMetadata
 from .config import ModelConfig
 from .layers import DecoderLayer, RMSNorm, relayout_weight
 from .rope import RotaryEmbedding
@@ -17,23 +17,6 @@ from .rope import RotaryEmbedding
 __all__ = ["AttentionMetadata", "DecoderLM", "ModelConfig"]
 
 KVCache = tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass
-class AttentionMetadata:
-    """Where one forward's tokens go in the paged cache (layouts of a1_ext.ops, docs/architecture.md).
-
-    slot_mapping    int64 [T]       slot = block * block_size + offset; negative = do not store
-    block_table     int32 [B, max_blocks]
-    seq_lens        int32 [B]       KV length of each row after this step
-    query_start_loc int32 [B + 1]   row b owns tokens query_start_loc[b]:query_start_loc[b+1], the
-                                    last positions of its seq_lens[b] tokens
-    """
-
-    slot_mapping: torch.Tensor
-    block_table: torch.Tensor
-    seq_lens: torch.Tensor
-    query_start_loc: torch.Tensor
 
 
 class DecoderLM(torch.nn.Module):
@@ -84,7 +67,7 @@ class DecoderLM(torch.nn.Module):
         if not self.layers:
             return self.norm(residual)
         hidden = torch.zeros_like(residual)  # the first layer's residual add is then a no-op
-        # Every layer in one op (DecoderLayer.forward is one of them): no Python between layers.
+        # Every layer in one op (ops.decoder_layer, layer by layer): no Python between layers.
         weights = zip(*(layer.weights() for layer in self.layers))  # ten lists, one entry per layer
         first = self.layers[0]
         hidden = ops.decoder_layers(
@@ -129,15 +112,3 @@ class DecoderLM(torch.nn.Module):
         """KV bytes one token takes over all layers: 2 * layers * kv_heads * head_dim * element size."""
         element = torch.empty((), dtype=dtype or self.dtype).element_size()
         return 2 * self.config.num_layers * self.config.num_kv_heads * self.config.head_dim * element
-
-    def allocate_kv_caches(
-        self,
-        num_blocks: int,
-        block_size: int,
-        dtype: Optional[torch.dtype] = None,
-        device: Optional[torch.device] = None,
-    ) -> list[KVCache]:
-        """Zeroed (k_cache, v_cache) per layer, each of kv_cache_shape(num_blocks, block_size)."""
-        shape = self.kv_cache_shape(num_blocks, block_size)
-        options = dict(dtype=dtype or self.dtype, device=device or self.device)
-        return [(torch.zeros(shape, **options), torch.zeros(shape, **options)) for _ in self.layers]

@@ -1,7 +1,10 @@
 """ModelConfig: the architecture facts a decoder needs, read from an HF config.json or GGUF metadata."""
 from __future__ import annotations
 
+import json
+import numbers
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 SUPPORTED_ARCHS = ("llama", "qwen2")
@@ -73,20 +76,24 @@ class ModelConfig:
             raise ValueError(f"unsupported hidden_act {act!r}: only SwiGLU (silu) MLPs are implemented")
         if model_type == "qwen2" and cfg.get("use_sliding_window", False):
             raise ValueError("unsupported: Qwen2 sliding-window attention (use_sliding_window=true)")
-        num_heads = _required(cfg, "num_attention_heads")
-        hidden_size = _required(cfg, "hidden_size")
+        num_heads = positive_int(_required(cfg, "num_attention_heads"), "num_attention_heads")
+        hidden_size = positive_int(_required(cfg, "hidden_size"), "hidden_size")
+        num_kv_heads = cfg.get("num_key_value_heads")
+        num_kv_heads = num_heads if num_kv_heads is None else positive_int(num_kv_heads, "num_key_value_heads")
+        head_dim = cfg.get("head_dim")
+        head_dim = hidden_size // num_heads if head_dim is None else positive_int(head_dim, "head_dim")
         max_positions = int(cfg.get("max_position_embeddings", 2048))
         rope_theta, rope_scaling = _parse_rope(cfg, max_positions)
         llama_bias = bool(cfg.get("attention_bias", False))
         return cls(
             arch=model_type,
-            vocab_size=int(_required(cfg, "vocab_size")),
-            hidden_size=int(hidden_size),
-            intermediate_size=int(_required(cfg, "intermediate_size")),
-            num_layers=int(_required(cfg, "num_hidden_layers")),
-            num_heads=int(num_heads),
-            num_kv_heads=int(cfg.get("num_key_value_heads") or num_heads),
-            head_dim=int(cfg.get("head_dim") or hidden_size // num_heads),
+            vocab_size=positive_int(_required(cfg, "vocab_size"), "vocab_size"),
+            hidden_size=hidden_size,
+            intermediate_size=positive_int(_required(cfg, "intermediate_size"), "intermediate_size"),
+            num_layers=positive_int(_required(cfg, "num_hidden_layers"), "num_hidden_layers"),
+            num_heads=num_heads,
+            num_kv_heads=num_kv_heads,
+            head_dim=head_dim,
             rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
             rope_theta=rope_theta,
             rope_scaling=rope_scaling,
@@ -107,6 +114,25 @@ def token_id_list(value: Any) -> list[int]:
     if isinstance(value, (list, tuple)):
         return [int(v) for v in value]
     return [int(value)]
+
+
+def positive_int(value: Any, name: str) -> int:
+    """A config field as a positive int, or ValueError naming it (0 heads would divide by zero)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"config {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object (config.json, tokenizer_config.json, ...), or ValueError naming
+    the file: a bare JSONDecodeError does not say which of a checkpoint's files is broken."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(value).__name__}")
+    return value
 
 
 def _required(cfg: dict[str, Any], key: str) -> Any:

@@ -3,6 +3,7 @@ metadata, weights dequantized to float32 with the `gguf` package and renamed to 
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Optional
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 
 from .base import DecoderLM
-from .config import ModelConfig
+from .config import ModelConfig, positive_int
 from .tokenizer import Tokenizer
 from .weights import load_hf_weights
 
@@ -96,7 +97,27 @@ def _field(reader: Any, key: str, default: Any = None) -> Any:
     return default if field is None else field.contents()
 
 
+def open_gguf(path: Path) -> Any:
+    """A gguf.GGUFReader over path, or ValueError naming the file when it cannot be parsed (the
+    reader's own errors, numpy reshape and index errors, do not say which file)."""
+    gguf = _import_gguf()
+    try:
+        return gguf.GGUFReader(str(path))
+    except (ValueError, IndexError, KeyError, OverflowError, EOFError, UnicodeDecodeError, struct.error) as err:
+        raise ValueError(f"{path} is not a readable GGUF file (truncated or corrupt?): {type(err).__name__}: {err}") from err
+
+
 def read_gguf_config(reader: Any, path: Path) -> ModelConfig:
+    """The ModelConfig of a GGUF file's metadata; errors name the file."""
+    try:
+        return _read_gguf_config(reader, path)
+    except ValueError as err:
+        if str(path) in str(err):
+            raise
+        raise ValueError(f"{path}: {err}") from err
+
+
+def _read_gguf_config(reader: Any, path: Path) -> ModelConfig:
     gguf_arch = _field(reader, "general.architecture")
     if gguf_arch not in GGUF_ARCHS:
         raise ValueError(f"{path}: unsupported GGUF architecture {gguf_arch!r}; supported: {', '.join(GGUF_ARCHS)}")
@@ -110,7 +131,8 @@ def read_gguf_config(reader: Any, path: Path) -> ModelConfig:
             raise ValueError(f"{path}: GGUF metadata lacks {gguf_arch}.{key}")
         return value
 
-    hidden, heads = int(meta("embedding_length")), int(meta("attention.head_count"))
+    hidden = positive_int(meta("embedding_length"), f"{gguf_arch}.embedding_length")
+    heads = positive_int(meta("attention.head_count"), f"{gguf_arch}.attention.head_count")
     head_dim = int(meta("attention.key_length", hidden // heads))
     rope_dims = int(meta("rope.dimension_count", head_dim))
     if rope_dims != head_dim:
@@ -171,8 +193,7 @@ def read_gguf_tokenizer(path: Path, config: ModelConfig) -> Tokenizer:
 
 
 def load_gguf_file(path: Path, dtype: torch.dtype) -> tuple[DecoderLM, Tokenizer]:
-    gguf = _import_gguf()
-    reader = gguf.GGUFReader(str(path))
+    reader = open_gguf(path)
     config = read_gguf_config(reader, path)
     tokenizer = read_gguf_tokenizer(path, config)
     model = DecoderLM(config, dtype)

@@ -3,7 +3,6 @@ with model.safetensors.index.json), generation_config.json, tokenizer.json + tok
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import torch
 from safetensors import safe_open
 
 from .base import DecoderLM
-from .config import ModelConfig, token_id_list
+from .config import ModelConfig, read_json_object, token_id_list
 from .tokenizer import Tokenizer
 from .weights import load_hf_weights
 
@@ -23,7 +22,9 @@ class SafetensorsCheckpoint(Mapping):
     def __init__(self, directory: Path) -> None:
         index_file = directory / "model.safetensors.index.json"
         if index_file.is_file():
-            weight_map: dict[str, str] = json.loads(index_file.read_text())["weight_map"]
+            weight_map = read_json_object(index_file).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise ValueError(f"{index_file} lacks a weight_map object")
             files = sorted(set(weight_map.values()))
             missing = [name for name in files if not (directory / name).is_file()]
             if missing:
@@ -56,10 +57,15 @@ def read_hf_config(directory: Path) -> ModelConfig:
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise ValueError(f"{directory} has no config.json")
-    config = ModelConfig.from_hf_config(json.loads(config_file.read_text()))
+    try:
+        config = ModelConfig.from_hf_config(read_json_object(config_file))
+    except ValueError as err:
+        if str(config_file) in str(err):
+            raise
+        raise ValueError(f"{config_file}: {err}") from err
     generation_file = directory / "generation_config.json"
     if generation_file.is_file():
-        extra = token_id_list(json.loads(generation_file.read_text()).get("eos_token_id"))
+        extra = token_id_list(read_json_object(generation_file).get("eos_token_id"))
         eos = config.eos_token_ids + [token for token in extra if token not in config.eos_token_ids]
         config = dataclasses.replace(config, eos_token_ids=eos)
     return config

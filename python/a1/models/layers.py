@@ -2,16 +2,13 @@
 (fused gate+up) and paged GQA attention (fused qkv), which one op per layer runs (ops.decoder_layer)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 
 from a1_ext import ops
 
 from .config import ModelConfig
-
-if TYPE_CHECKING:
-    from .base import AttentionMetadata
 
 
 def _weight(*shape: int, dtype: torch.dtype) -> torch.nn.Parameter:
@@ -123,24 +120,3 @@ class DecoderLayer(torch.nn.Module):
                 mlp.down_weight, mlp.down_bias,
             )
         return self._weights
-
-    def forward(
-        self,
-        residual: torch.Tensor,
-        hidden: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        k_cache: torch.Tensor,
-        v_cache: torch.Tensor,
-        meta: AttentionMetadata,
-    ) -> torch.Tensor:
-        """vLLM's residual layout: residual += hidden (the previous layer's MLP output), attention and
-        MLP on the normalized stream, and the MLP output is returned for the next norm to add, so every
-        residual add rides on a norm. residual is updated and hidden overwritten in place. The whole
-        layer is one op (ops.decoder_layer; spec: a1_ext.reference.decoder_layer): from Python, its ten
-        steps would each cost an interpreter round trip per decode step."""
-        return ops.decoder_layer(
-            residual, hidden, *self.weights(), cos, sin, k_cache, v_cache,
-            meta.slot_mapping, meta.block_table, meta.seq_lens, meta.query_start_loc,
-            self.input_norm.eps, self.attention.scale,
-        )

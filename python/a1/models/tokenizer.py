@@ -1,13 +1,13 @@
 """Tokenizer: a `tokenizers.Tokenizer` plus the checkpoint's special tokens and chat template."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import tokenizers
 
 from .chat_template import render_chat_template
+from .config import read_json_object
 
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "pad_token")
 
@@ -67,9 +67,12 @@ class Tokenizer:
         tokenizer_file = directory / "tokenizer.json"
         if not tokenizer_file.is_file():
             raise ValueError(f"{directory} has no tokenizer.json (only fast-tokenizer checkpoints are supported)")
-        backend = tokenizers.Tokenizer.from_file(str(tokenizer_file))
+        try:
+            backend = tokenizers.Tokenizer.from_file(str(tokenizer_file))
+        except Exception as err:  # tokenizers raises a bare Exception that does not name the file
+            raise ValueError(f"{tokenizer_file} is not a valid tokenizer.json: {err}") from err
         config_file = directory / "tokenizer_config.json"
-        tokenizer_config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        tokenizer_config = read_json_object(config_file) if config_file.is_file() else {}
         special = {name: _token_content(tokenizer_config.get(name)) for name in SPECIAL_TOKEN_NAMES}
         template = _select_template(tokenizer_config.get("chat_template"))
         jinja_file = directory / "chat_template.jinja"

@@ -57,3 +57,12 @@ def test_package_exports_and_bad_model():
     assert a1.SamplingParams is SamplingParams and a1.AsyncEngine.__name__ == "AsyncEngine"
     with pytest.raises(TypeError, match="model must be"):
         LLM(42)
+
+
+def test_score_releases_every_block(llm, tiny_model):
+    """The second pair copies the first one's computed partial block ([0]); the source was held until
+    the next schedule(), which a finished score() never runs: one block stayed referenced."""
+    results = llm.score([[0, 3], [0, 4]], [[5, 6], [7]])
+    lp = tiny_model.dense_logprobs([0, 4, 7])
+    assert results[1].token_logprobs == pytest.approx([float(lp[1, 7])], abs=1e-4)
+    assert not llm.engine.seqs and llm.engine.block_manager.num_used_blocks == 0

@@ -22,6 +22,11 @@ def test_defaults_and_normalisation():
         (dict(stop_token_ids=[-1]), "stop_token_ids"),
         (dict(seed="x"), "seed"),
         (dict(logprobs=1), "logprobs"),
+        (dict(stop=123), "stop must be a string or a list of strings"),  # was: 'int' object is not iterable
+        (dict(stop_token_ids=7), "stop_token_ids must be a list"),
+        (dict(top_p=True), "top_p"),  # was accepted as 1.0
+        (dict(top_k=True), "top_k"),
+        (dict(temperature=True), "temperature"),
     ],
 )
 def test_sampling_params_validation(kwargs, match):

@@ -7,13 +7,16 @@ from typing import Optional, Sequence
 
 import torch
 
-from a1.models.base import AttentionMetadata, DecoderLM
+from a1.models.attention_metadata import AttentionMetadata
+from a1.models.base import DecoderLM
 
 
 class PagedDriver:
     def __init__(self, model: DecoderLM, block_size: int = 4, num_blocks: int = 64, seed: int = 0) -> None:
         self.model, self.block_size = model, block_size
-        self.kv_caches = model.allocate_kv_caches(num_blocks, block_size)
+        shape = model.kv_cache_shape(num_blocks, block_size)
+        zeros = lambda: torch.zeros(shape, dtype=model.dtype, device=model.device)  # noqa: E731
+        self.kv_caches = [(zeros(), zeros()) for _ in model.layers]  # (k_cache, v_cache) per layer
         self.free_blocks = list(range(num_blocks))
         random.Random(seed).shuffle(self.free_blocks)
         self.blocks: dict[int, list[int]] = {}

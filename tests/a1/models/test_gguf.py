@@ -3,10 +3,13 @@ permutation, llama3 rope_freqs, qwen2 biases, tied and untied heads), broken fil
 built-in SmolLM2-135M-Instruct Q4_1 file against transformers' own GGUF loader."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
 from a1.models import load_model
+from a1.models.gguf_loader import read_gguf_config
 from a1.models.registry import BUILTIN_MODELS
 from hf_reference import PROMPT, hf_greedy, hf_logits
 from paged_driver import PagedDriver
@@ -40,6 +43,54 @@ def test_gguf_errors(tiny_checkpoint, tmp_path):
     missing = write_gguf(hf_model, directory, tmp_path / "missing.gguf", skip_tensors={"blk.1.ffn_down.weight"})
     with pytest.raises(ValueError, match=r"missing tensors.*model\.layers\.1\.mlp\.down_proj\.weight"):
         load_model(missing)
+
+
+@pytest.mark.parametrize("cut", [4, 30, 0.5, -1000, -1])
+def test_truncated_gguf_names_the_file(tiny_checkpoint, tmp_path, cut):
+    """Was a numpy reshape / index error that named no file."""
+    hf_model, directory = tiny_checkpoint("llama")
+    data = write_gguf(hf_model, directory, tmp_path / "whole.gguf").read_bytes()
+    path = tmp_path / "cut.gguf"
+    path.write_bytes(data[: int(len(data) * cut) if isinstance(cut, float) else cut])
+    with pytest.raises(ValueError, match=re.escape(str(path)) + " is not a readable GGUF file"):
+        load_model(path)
+
+
+def test_corrupt_gguf_names_the_file(tiny_checkpoint, tmp_path):
+    hf_model, directory = tiny_checkpoint("llama")
+    data = bytearray(write_gguf(hf_model, directory, tmp_path / "whole.gguf").read_bytes())
+    data[8:200] = bytes(range(192))  # counts and the first keys overwritten
+    path = tmp_path / "corrupt.gguf"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=re.escape(str(path)) + " is not a readable GGUF file"):
+        load_model(path)
+
+
+class _Field:
+    def __init__(self, value):
+        self.value = value
+
+    def contents(self):
+        return self.value
+
+
+class _Reader:
+    """The slice of gguf.GGUFReader read_gguf_config reads: metadata fields and tensor names."""
+
+    def __init__(self, fields: dict, tensors: list):
+        self.fields, self.tensors = fields, tensors
+
+    def get_field(self, key):
+        return _Field(self.fields[key]) if key in self.fields else None
+
+
+def test_gguf_zero_heads_is_a_clear_error(tmp_path):
+    embedding = type("T", (), {"name": "token_embd.weight", "shape": [64, 320]})()
+    fields = {"general.architecture": "llama", "llama.embedding_length": 64, "llama.attention.head_count": 0}
+    path = tmp_path / "zero_heads.gguf"
+    # was ZeroDivisionError (embedding_length // head_count)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*llama.attention.head_count must be a positive integer, got 0"):
+        read_gguf_config(_Reader(fields, [embedding]), path)
 
 
 # ----------------------------------------------------------------------------- SmolLM2-135M

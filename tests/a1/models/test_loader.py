@@ -3,6 +3,7 @@ interface, and clear errors for broken checkpoints."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -59,12 +60,32 @@ def test_config_from_transformers_4_style():
     ({"rope_parameters": {"rope_type": "yarn", "factor": 4.0}}, "unsupported RoPE scaling 'yarn'"),
     ({"rope_parameters": {"rope_type": "linear"}}, "lacks factor"),
     ({"num_key_value_heads": 3}, "multiple of num_kv_heads"),
+    # was ZeroDivisionError (hidden_size // num_heads) / a silent fallback to num_attention_heads
+    ({"num_attention_heads": 0}, r"config\.json: config num_attention_heads must be a positive integer, got 0"),
+    ({"num_key_value_heads": 0}, "config num_key_value_heads must be a positive integer, got 0"),
+    ({"hidden_size": "64"}, "config hidden_size must be a positive integer, got '64'"),
+    ({"num_hidden_layers": True}, "config num_hidden_layers must be a positive integer, got True"),
 ])
 def test_bad_config_is_rejected(tiny_checkpoint, tmp_path, change, message):
     _, directory = tiny_checkpoint("llama")
     broken = clone(directory, tmp_path)
     edit_json(broken / "config.json", **change)
     with pytest.raises(ValueError, match=message):
+        load_model(broken)
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("config.json", '{"model_type": "llama",', "is not valid JSON"),  # was a bare JSONDecodeError
+    ("config.json", "[1, 2]", "must hold a JSON object, got list"),  # was AttributeError: 'list' ... 'get'
+    ("generation_config.json", "{eos", "is not valid JSON"),
+    ("tokenizer_config.json", "\xff", "is not valid JSON"),
+    ("tokenizer.json", "{}", "is not a valid tokenizer.json"),
+])
+def test_broken_json_names_the_file(tiny_checkpoint, tmp_path, name, text, message):
+    _, directory = tiny_checkpoint("llama")
+    broken = clone(directory, tmp_path)
+    (broken / name).write_text(text)
+    with pytest.raises(ValueError, match=re.escape(str(broken / name)) + ".*" + message):
         load_model(broken)
 
 
