@@ -357,6 +357,14 @@ def main(argv: Optional[Sequence[str]] = None, *, llm=None) -> int:
     except USER_ERRORS as e:
         print(f"a1 {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except RuntimeError as e:
+        from a1.eval.runner import RunStopped
+        from a1.remote.errors import RemoteError
+
+        if not isinstance(e, (RunStopped, RemoteError)):  # a bug: keep its traceback
+            raise
+        print(f"a1 {args.command}: error: {e}", file=sys.stderr)  # a server that failed: its message says it all
+        return 1
 
 
 if __name__ == "__main__":

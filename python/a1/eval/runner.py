@@ -251,6 +251,11 @@ def run_eval(settings: EvalSettings, llm=None, *, log: Callable[[str], None] = p
                     on_sample=on_sample, calibration_update=None if isinstance(calibration, str) else True,
                     **settings.policy_kwargs(),
                 )
+            except Exception as err:
+                if not hasattr(err, "samples"):  # not a run stopped by failed samples (a1.remote)
+                    raise
+                raise RunStopped(err, [(todo[q][0].id, s) for q, s in err.samples], store, out,
+                                 settings.samples * len(problems)) from err
             finally:
                 bar.close()
             barrier_wait = sum(float(r.stats.get("barrier_wait") or 0.0) for r in results)
@@ -261,6 +266,19 @@ def run_eval(settings: EvalSettings, llm=None, *, log: Callable[[str], None] = p
     for line in summary_lines(summary, settings, run_settings, out):
         log(line)
     return summary
+
+
+class RunStopped(RuntimeError):
+    """A run stopped by samples whose requests failed (a server went away): names them by question
+    id and says what is recorded, so that rerunning the same command finishes the rest."""
+
+    def __init__(self, cause: BaseException, failed: list[tuple[str, int]], store: RunStore, out: Path,
+                 total: int) -> None:
+        self.failed = failed
+        named = ", ".join(f"{question} #{sample}" for question, sample in failed) or "none named"
+        recorded = len(store.records())
+        super().__init__(f"the run stopped; samples that failed: {named}\n{cause}\n{recorded} of {total} samples are "
+                         f"recorded in {out}: rerun the same command to run the {total - recorded} others")
 
 
 def pending(problems: list, store: RunStore, samples: int) -> list[tuple[object, list[int]]]:

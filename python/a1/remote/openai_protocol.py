@@ -4,9 +4,11 @@ id, generated ids in `token_ids`) and "echo" (llama-cpp-python: `echo` + `logpro
 by text; log-probs found counting back from the end, generated ids mapped from their text).
 
 A server that refuses token-id prompts (llama-cpp-python's server accepts strings only) gets the
-history as text (special tokens written out, which llama.cpp parses back): only histories whose
-text encodes back to exactly their tokens are sent, any other is refused (the server would
-compute other tokens than ours)."""
+history as text (special tokens written out, which llama.cpp parses back) and computes on its own
+tokenization of that text, which we predict with the same tokenizer (the echoed token texts are
+checked against the prediction). Where it differs from our ids (a model may write "\n" "\n" where
+the tokenizer writes "\n\n"), its log-probs are carried onto our tokens by text span
+(text_spans.py): a step's total log-prob is the server's for the step's text."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -16,6 +18,7 @@ from a1.engine.sampling_params import SamplingParams
 from .errors import RemoteAlignmentError, RemoteHTTPError, RemoteProtocolError
 from .pieces import PieceMap
 from .protocol import Generation, Protocol, check_ids, check_logprob
+from .text_spans import carry_logprobs, generated_text, ids_from_text, segments, server_position
 
 DIALECTS = ("prompt_logprobs", "echo")
 
@@ -56,18 +59,10 @@ class OpenAIProtocol(Protocol):
         return self.dialect
 
     def _prompt(self, prompt_ids: list[int]):
-        if not self.text_prompts:
-            return list(prompt_ids)
-        text = self.tokenizer.decode(list(prompt_ids), skip_special_tokens=False)
-        again = self.tokenizer.encode(text, add_special_tokens=False)
-        if again != list(prompt_ids):
-            first = next((i for i, (a, b) in enumerate(zip(again, prompt_ids)) if a != b), min(len(again), len(prompt_ids)))
-            raise RemoteProtocolError(
-                f"{self.where}: this server takes text prompts only, and this history does not encode back to its "
-                f"tokens (they differ from token {first} of {len(prompt_ids)}): the server would compute other tokens; "
-                f"use a server that takes token ids (vLLM, SGLang, a1 serve)"
-            )
-        return text
+        return self._text(prompt_ids) if self.text_prompts else list(prompt_ids)
+
+    def _text(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=False)
 
     def _base(self, prompt_ids: list[int]) -> dict:
         payload: dict = {"prompt": self._prompt(prompt_ids)}
@@ -112,12 +107,12 @@ class OpenAIProtocol(Protocol):
             if tokens and all(isinstance(t, str) and t.startswith("token_id:") for t in tokens):
                 ids = [int(t[len("token_id:"):]) for t in tokens]
             else:
-                ids = self.pieces.ids(tokens, self.where)
                 completion = self.field(body, "usage", "completion_tokens")
-                if completion != len(ids):
+                if completion != len(tokens):
                     raise RemoteProtocolError(
-                        f"{self.where}: the server generated {completion} tokens but named {len(ids)} of them"
+                        f"{self.where}: the server generated {completion} tokens but named {len(tokens)} of them"
                     )
+                ids, logprobs = self._ids_from_pieces(choice, tokens, params)
         ids = check_ids(self.where, ids, self.vocab_size, "choices[0].token_ids")
         values = None
         if params.logprobs:
@@ -130,6 +125,33 @@ class OpenAIProtocol(Protocol):
         if finish not in ("stop", "length"):
             raise RemoteProtocolError(f"{self.where}: unexpected finish_reason {finish!r}")
         return Generation(ids, values, finish, choice.get("stop_reason"))
+
+    def _ids_from_pieces(self, choice: dict, pieces: list, params: SamplingParams) -> tuple[list[int], Any]:
+        """Ids of the tokens a server named by text (llama.cpp): each piece's one id, where the
+        pieces map and spell the server's text; else (a multi-byte character split between tokens
+        leaves pieces without its bytes) the text encoded, with the log-probs carried over by span."""
+        logprobs = choice.get("logprobs")
+        offsets, text = logprobs.get("text_offset"), choice.get("text")
+        if not (isinstance(offsets, list) and len(offsets) == len(pieces) and isinstance(text, str)
+                and all(isinstance(o, int) for o in offsets) and all(isinstance(p, str) for p in pieces)
+                and all(a <= b for a, b in zip(offsets, offsets[1:]))
+                and (not offsets or offsets[-1] - offsets[0] <= len(text))):
+            return self.pieces.ids(pieces, self.where), logprobs  # nothing to check the pieces against
+        spelled = generated_text(text, pieces, offsets)
+        try:
+            ids = self.pieces.ids(pieces, self.where)
+            if self.tokenizer.decode(ids, skip_special_tokens=False) == spelled:
+                return ids, logprobs
+        except RemoteProtocolError:
+            pass
+        values = logprobs.get("token_logprobs") if params.logprobs else None
+        if values is not None and (not isinstance(values, list) or len(values) != len(pieces)):
+            raise RemoteProtocolError(f"{self.where}: {_count(values)} generated log-probs for {len(pieces)} tokens")
+        ids, carried = ids_from_text(self.tokenizer, spelled, offsets, values)
+        if values is not None and carried is None:
+            raise RemoteProtocolError(f"{self.where}: the generated log-probs cannot be carried onto the tokens of "
+                                      f"{spelled!r}")
+        return ids, {**logprobs, "token_logprobs": carried}
 
     # ------------------------------------------------------------------ scoring
     def score_request(self, token_ids: list[int], start: int) -> dict:
@@ -156,7 +178,16 @@ class OpenAIProtocol(Protocol):
         dialect = self.dialect or self.detect_dialect(body)
         if dialect == "prompt_logprobs":
             return self._prompt_logprobs(body, token_ids, start)
-        return self._echo_logprobs(body, token_ids, start)
+        if not self.text_prompts:
+            return self._echo_logprobs(body, token_ids, start)
+        # the server scored its own tokenization of the text: file by its positions, carry back
+        theirs = self.tokenizer.encode(self._text(token_ids), add_special_tokens=False)
+        cuts = segments(self._text, token_ids, theirs)
+        filed = self._echo_logprobs(body, theirs, server_position(cuts, start))
+        carried = carry_logprobs(cuts, filed, max(start - 1, 1))
+        if len(theirs) in filed:  # the token after the prompt (the probe's shift test reads it)
+            carried[len(token_ids)] = filed[len(theirs)]
+        return carried
 
     def _prompt_logprobs(self, body: Any, token_ids: list[int], start: int) -> dict[int, float]:
         entries = self.field(body, "choices", 0, "prompt_logprobs")

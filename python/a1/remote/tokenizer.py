@@ -55,9 +55,9 @@ def _load_path(spec) -> ClientTokenizer:
                                    config.vocab_size)
         tokenizer = Tokenizer.from_hf_directory(Path(path))
         return ClientTokenizer(tokenizer, list(tokenizer.eos_token_ids), None, str(path))
-    from a1.models.gguf_loader import _import_gguf, read_gguf_config, read_gguf_tokenizer
+    from a1.models.gguf_loader import open_gguf, read_gguf_config, read_gguf_tokenizer
 
-    reader = _import_gguf().GGUFReader(str(path))
+    reader = open_gguf(path)
     config = read_gguf_config(reader, path)
     tokenizer = read_gguf_tokenizer(path, config)
     eos = list(dict.fromkeys(list(config.eos_token_ids) + list(tokenizer.eos_token_ids)))

@@ -42,6 +42,6 @@ async def run_job(model: AsyncModel, job: Job) -> JobResult:
                 seq_id = None  # released by the engine with the request
         return JobResult(logprobs, output)
     finally:
-        # a failed or cancelled task was aborted by AsyncEngine (the sequence is gone); an idle one is freed
+        # a failed task's sequence was aborted by AsyncEngine; a cancelled one was rolled back: free what is left
         if seq_id is not None and await model.is_live(seq_id):
             await model.free(seq_id)

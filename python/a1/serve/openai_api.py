@@ -122,9 +122,9 @@ def completion_response(job: Job, options: CompletionOptions, result: JobResult,
         values.extend(out.logprobs if out is not None else [])
         strings = [piece(t) for t in tokens]
         offsets, position = [], 0
-        for s in strings:
+        for t in tokens:  # characters of the text, whatever names the tokens
             offsets.append(position)
-            position += len(s)
+            position += len(tokenizer.decode([t]))
         choice["logprobs"] = {
             "tokens": strings, "token_logprobs": values, "text_offset": offsets,
             "top_logprobs": [None if v is None else {s: v} for s, v in zip(strings, values)],

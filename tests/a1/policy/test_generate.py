@@ -9,7 +9,8 @@ import pytest
 import a1
 import a1_ext
 from a1.calibration import Calibrator
-from a1.policy import MODES, decide
+from a1.policy import MODES
+from policy_checks import check_result
 
 PROMPTS = ["What is 2+3?", "Name a prime."]
 BUDGET = dict(num_samples=3, max_tokens=48, step_tokens=6, max_turns=8, alpha=0.2, progress=False)
@@ -17,37 +18,6 @@ BUDGET = dict(num_samples=3, max_tokens=48, step_tokens=6, max_turns=8, alpha=0.
 
 def run(llm, **kwargs):
     return a1_ext.generate(PROMPTS, target=llm, **(BUDGET | kwargs))
-
-
-def check_result(llm, result, mode, alpha=0.2, alpha_resample=None):
-    tokenizer = llm.tokenizer
-    tested = rejected = takeovers = 0
-    for sample in result.samples:
-        assert sample.text == tokenizer.decode(sample.token_ids, skip_special_tokens=True)
-        assert sample.draft_tokens + sample.target_tokens + sample.forced_tokens == len(sample.token_ids)
-        kept = sum(s.num_tokens for s in sample.steps if s.kept)
-        assert kept == len(sample.token_ids), "the kept steps are exactly the sample's tokens"
-        assert sum(s.num_tokens for s in sample.steps if s.kept and s.by == "target") == sample.target_tokens
-        assert sum(s.num_tokens for s in sample.steps if not s.kept) == sample.discarded_tokens
-        assert sample.finish_reason in ("answer", "eos", "max_tokens", "max_turns")
-        for step in sample.steps:
-            assert step.decision in ("accept", "resample", "takeover", "forced")
-            if step.by == "draft" and step.score is not None:
-                tested += 1
-                rejected += step.decision != "accept"
-                takeovers += step.decision == "takeover"
-                assert (step.p_value is None) == (mode == "sync")
-                if step.p_value is not None:
-                    assert 0 <= step.p_value <= 1 and step.decision == decide(step.p_value, alpha, alpha_resample)
-        if mode in ("target_only", "draft_only"):
-            assert (sample.draft_tokens == 0) == (mode == "target_only")
-            assert (sample.target_tokens == 0) == (mode == "draft_only")
-    stats = result.stats
-    assert stats["tested"] == tested and stats["rejected"] == rejected
-    assert sum(s["tested"] for s in stats["strata"].values()) == tested
-    assert stats["takeover_rate"] == (takeovers / tested if tested else None)
-    assert stats["draft_tokens"] == sum(s.draft_tokens for s in result.samples)
-    assert sum(t["takeovers"] for t in stats["turns"].values()) == takeovers
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -17,6 +17,7 @@ seen on forced text: the logit noise cancels in log p only for likely tokens), s
 scored here are drafted by the model, not written by hand."""
 from __future__ import annotations
 
+import json
 import socket
 import statistics
 import subprocess
@@ -28,7 +29,10 @@ import pytest
 
 from a1.engine.sampling_params import SamplingParams
 from a1.models.registry import BUILTIN_MODELS
-from a1.remote import RemoteEngine, RemoteProtocolError, RemoteRequestError
+from a1.policy import generate
+from a1.remote import RemoteEngine, RemoteLLM
+from policy_checks import check_result
+from remote_helpers import fixed_calibrator
 from serve_helpers import get
 
 MODEL = "smollm2-135m"
@@ -52,40 +56,68 @@ REASON = _reason()
 pytestmark = pytest.mark.skipif(bool(REASON), reason=REASON or "llama_cpp importable")
 
 
+class LlamaServer:
+    """`python -m llama_cpp.server` serving the bundled GGUF on 127.0.0.1 (port: a free one, or the
+    given one to restart a server at the same URL)."""
+
+    def __init__(self, port: int = 0) -> None:
+        if not port:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        self.port, self.url = port, f"http://127.0.0.1:{port}"
+        gguf = str(BUILTIN_MODELS[MODEL].find())
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1", "--port", str(port),
+             "--logits_all", "true", "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "1",
+             "--verbose", "false"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"llama_cpp.server exited with {self.proc.returncode}: "
+                                       f"{self.proc.stderr.read()[-2000:]}")
+                try:
+                    if get(self.url + "/v1/models", timeout=2)[0] == 200:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("llama_cpp.server did not answer within 120 s")
+                time.sleep(0.5)
+        except BaseException:
+            self.stop()
+            raise
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc.stderr.close()
+
+
 @pytest.fixture(scope="module")
 def llama_server(smollm2_llm):
-    gguf = str(BUILTIN_MODELS[MODEL].find())
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1", "--port", str(port),
-         "--logits_all", "true", "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "1", "--verbose", "false"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
-            try:
-                if get(url + "/v1/models", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not answer within 120 s")
-            time.sleep(0.5)
-        yield url, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
-        proc.stderr.close()
+    server = LlamaServer()
+    yield server.url, server.proc
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def llama_draft_server(smollm2_llm):
+    """A second server of the same GGUF, as the draft of a remote pair."""
+    server = LlamaServer()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -157,12 +189,103 @@ def test_generated_steps_end_at_the_stop_token(engine, smollm2_llm):
     assert out.token_ids[:4] == local.token_ids[:4]  # greedy: the same first tokens despite llama.cpp's numerics
 
 
-def test_a_history_the_server_would_tokenize_differently_is_refused(engine):
+def test_a_history_the_server_tokenizes_differently_is_scored_by_text_span(engine, smollm2_llm):
+    """The server computes on its own tokenization of the text; its log-probs come back onto ours
+    by text span: one of our tokens spelling two of its tokens gets their sum, two of ours spelling
+    one of its get half each, and a differently tokenized history does not move the step's values."""
     tokenizer = engine.tokenizer
-    newline = tokenizer.encode("\n")
-    seq = engine.add_sequence(chat(tokenizer, "Hi") + newline + newline)  # "\n" "\n": llama.cpp reads one "\n\n"
-    engine.submit_score(seq, tokenizer.encode("Hello"))
-    with pytest.raises(RemoteRequestError) as info:
-        engine.step()
-    cause = info.value.failed_requests[0][3]
-    assert isinstance(cause, RemoteProtocolError) and "does not encode back to its tokens" in str(cause)
+    nl, nn = tokenizer.encode("\n"), tokenizer.encode("\n\n")
+    sure = chat(tokenizer, "Hi") + tokenizer.encode("Sure.")
+    hello = tokenizer.encode("Hello")
+
+    def embedded(ids: list[int], start: int) -> list[float]:
+        """The embedded engine's log-probs of ids[start:] on the tokens the server computes."""
+        assert tokenizer.encode(tokenizer.decode(ids, skip_special_tokens=False)) == ids
+        return smollm2_llm.score(ids[:start], ids[start:]).token_logprobs
+
+    def remote(history: list[int], step: list[int]) -> list[float]:
+        seq = engine.add_sequence(history)
+        values = engine.score(seq, step, keep=False).token_logprobs
+        engine.free(seq)
+        assert len(values) == len(step)
+        return values
+
+    # "\n\n" as one token where the server reads "\n" "\n": the two log-probs summed
+    split = sure + nl + nl + hello
+    local = embedded(split, len(sure))
+    assert remote(sure, nn + hello) == pytest.approx([local[0] + local[1], local[2]], abs=TOKEN_TOL)
+    # " " "Hello" where the server reads " Hello": half of its log-prob each
+    merged = sure + tokenizer.encode(" Hello")
+    (whole,) = embedded(merged, len(sure))
+    assert remote(sure, tokenizer.encode(" ") + hello) == pytest.approx([whole / 2, whole / 2], abs=TOKEN_TOL)
+    # a history written "\n\n" that the server reads as "\n" "\n" leaves the step's values as they are
+    local = embedded(split, len(split) - 1)
+    assert remote(sure + nn, hello) == pytest.approx(local, abs=TOKEN_TOL)
+
+
+def run_policy(llm, questions: list[str], seed: int = 5):
+    return generate(questions, target=llm, calibration=fixed_calibrator(1.1, 4.0), temperature=0.8, seed=seed, chat=True,
+                    num_samples=2, max_tokens=48, step_tokens=12, max_turns=5, alpha=0.3, alpha_resample=0.6,
+                    max_resamples=1, progress=False)
+
+
+@pytest.mark.parametrize("mode", ["self", "pair"])
+def test_the_policy_runs_against_llama_cpp(request, llama_server, mode):
+    """The embedded engine's policy checks hold against llama.cpp's server, in self mode (scores
+    from the generation's log-probs) and as a pair of two servers (the target scores the draft's
+    steps through echoed prompt log-probs)."""
+    draft_url = request.getfixturevalue("llama_draft_server") if mode == "pair" else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the leading-BOS note of the start-up probe
+        llm = RemoteLLM(llama_server[0], draft_url, tokenizer=MODEL, max_model_len=2048)
+    with llm:
+        assert llm.self_mode == (mode == "self")
+        # one question for the pair: its target re-reads whole histories (no prefix cache across samples)
+        questions = ["What is 7 times 6?", "Tom has 3 apples and buys 5 more. How many apples does he have?"]
+        results = run_policy(llm, questions[:1] if mode == "pair" else questions)
+        metrics = llm.get_metrics()
+    for result in results:
+        check_result(llm, result, "async", 0.3, 0.6)
+    decisions = {step.decision for result in results for sample in result.samples for step in sample.steps}
+    assert {"accept", "takeover"} <= decisions, decisions
+    assert metrics["failures"] == 0 and metrics["generations"] > 0
+    assert (metrics["scores"] > 0) == (mode == "pair")
+
+
+def test_a_killed_server_fails_its_samples_and_a_rerun_finishes_them(smollm2_llm, tmp_path):
+    """`a1 eval --target-url` on llama.cpp: the server killed after the first recorded sample stops
+    the run naming the samples that failed; rerun with the same --out against the restarted server,
+    it runs only those and records every sample exactly once."""
+    data = tmp_path / "q.jsonl"
+    questions = ["What is 7 times 6?", "What is 15 + 27?", "What is 9 minus 4?"]
+    data.write_text("".join(json.dumps({"id": f"q{i}", "problem": q, "answer": "1"}) + "\n"
+                            for i, q in enumerate(questions)))
+    out = tmp_path / "run"
+    server = LlamaServer()
+    argv = [sys.executable, "-m", "a1.cli", "eval", "--target-url", server.url, "--tokenizer", MODEL,
+            "--data", str(data), "--samples", "3", "--max-tokens", "64", "--step-tokens", "16", "--turns", "4",
+            "--out", str(out), "--no-progress"]
+    try:
+        first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        records = out / "samples.jsonl"
+        deadline = time.monotonic() + 300
+        while not (records.exists() and records.read_text().count("\n") >= 1):
+            assert first.poll() is None, f"a1 eval ended before the kill: {first.communicate()}"
+            assert time.monotonic() < deadline, "no sample recorded within 300 s"
+            time.sleep(0.2)
+        server.kill()
+        stdout, stderr = first.communicate(timeout=300)
+        assert first.returncode == 1, (stdout, stderr)
+        assert "sample" in stderr and "rerun" in stderr, stderr
+        recorded = records.read_text().count("\n")
+        assert 1 <= recorded < 9
+        server.stop()
+        server = LlamaServer(port=server.port)  # the same URL: the run's settings name it
+        second = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        assert second.returncode == 0, second.stderr
+        assert f"{recorded} samples recorded" in second.stdout
+    finally:
+        server.stop()
+    done = [json.loads(line) for line in records.read_text().splitlines()]
+    assert sorted((r["question_id"], r["sample_index"]) for r in done) == \
+        [(f"q{i}", k) for i in range(3) for k in range(3)]
