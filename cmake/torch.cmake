@@ -1,6 +1,6 @@
 # Locate Python and the installed torch without torch's own TorchConfig (which probes CUDA/MKL and
 # is slow); everything we need is the include dirs, three libraries and the C++ ABI flag.
-find_package(Python 3.9 REQUIRED COMPONENTS Interpreter Development.Module)
+find_package(Python 3.11 REQUIRED COMPONENTS Interpreter Development.Module)
 
 execute_process(
   COMMAND "${Python_EXECUTABLE}" -c

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from a1_ext import QuantileBuffer, _C
+from quantile_drivers import conformal_rank, fuzz_push
 
 
 def exact_rank(n: int, alpha: float) -> int:
@@ -49,18 +50,18 @@ def test_threshold_is_exact_order_statistic(n):
 
 def test_conformal_rank_edge_cases():
     # (n + 1)(1 - alpha) is an integer here, and naive double arithmetic lands on either side.
-    assert _C._conformal_rank(19, 0.05) == 19  # 20 * 0.95 = 19: the max is the threshold
-    assert _C._conformal_rank(18, 0.05) == 19  # > n: nothing can be rejected yet
-    assert _C._conformal_rank(99, 0.1) == 90
-    assert _C._conformal_rank(9, 0.7) == 3  # 10 * (1 - 0.7) = 3.0000000000000004 in doubles
-    assert _C._conformal_rank(24, 0.44) == 14  # 25 * (1 - 0.44) = 14.000000000000002
-    assert _C._conformal_rank(0, 0.5) == 1
+    assert conformal_rank(19, 0.05) == 19  # 20 * 0.95 = 19: the max is the threshold
+    assert conformal_rank(18, 0.05) == 19  # > n: nothing can be rejected yet
+    assert conformal_rank(99, 0.1) == 90
+    assert conformal_rank(9, 0.7) == 3  # 10 * (1 - 0.7) = 3.0000000000000004 in doubles
+    assert conformal_rank(24, 0.44) == 14  # 25 * (1 - 0.44) = 14.000000000000002
+    assert conformal_rank(0, 0.5) == 1
     assert filled([1.0] * 18).threshold(0.05) == math.inf
     assert filled(list(range(19))).threshold(0.05) == 18.0
     rng = np.random.default_rng(0)
     for n in rng.integers(0, 5000, 300):
         for alpha in np.round(rng.uniform(0.001, 0.999, 10), 3):
-            assert _C._conformal_rank(int(n), float(alpha)) == exact_rank(int(n), float(alpha))
+            assert conformal_rank(int(n), float(alpha)) == exact_rank(int(n), float(alpha))
 
 
 def test_threshold_and_p_value_make_the_same_decision():
@@ -173,6 +174,19 @@ def test_capacity_overflow_raises_and_keeps_the_buffer_usable():
         _C.QuantileBuffer(4, 5)  # the C++ check, behind the wrapper's
 
 
+def test_huge_capacity_is_a_clear_error():
+    # was TypeError "incompatible constructor arguments" (beyond size_t) from pybind11
+    for bad in (dict(capacity=2**70), dict(capacity=2**63), dict(capacity=2**70, window=4)):
+        with pytest.raises(ValueError, match=r"capacity must be an int in \[1, 9223372036854775807\], got \d+"):
+            QuantileBuffer(**bad)
+    # was MemoryError "std::bad_array_new_length": 16 * 2**62 bytes overflow size_t, so nothing is allocated
+    with pytest.raises(MemoryError, match=r"QuantileBuffer\(capacity=4611686018427387904\) reserves 16 bytes per score"):
+        QuantileBuffer(2**62)
+    with pytest.raises(MemoryError, match=r"QuantileBuffer\(window=4611686018427387904\) .* use a smaller window"):
+        QuantileBuffer(2**63 - 1, window=2**62)
+    assert QuantileBuffer(2**63 - 1, window=3).capacity == 2**63 - 1  # a window reserves only its own slots
+
+
 def _python_producers(buf, num_threads, per_thread):
     """Threads push distinct values (singly and in tensor batches) while a reader snapshots.
     Returns the ticket of each value and the reader's snapshots."""
@@ -242,13 +256,13 @@ def test_cpp_threads_lose_and_tear_nothing(window, chunk):
     num_threads, per_thread = 4, 20000
     total = num_threads * per_thread
     impl = _C.QuantileBuffer(total, window)
-    tickets, seconds = _C._fuzz_push(impl, num_threads, per_thread, chunk)
+    tickets, seconds = fuzz_push(impl, num_threads, per_thread, chunk)
     assert seconds > 0 and np.array_equal(np.sort(tickets), np.arange(total))
     by_ticket = np.argsort(tickets).astype(np.float64)
     keep = window or total
     assert np.array_equal(impl.snapshot(), by_ticket[-keep:]) and impl.size() == keep
     with pytest.raises(OverflowError) if window == 0 else contextlib.nullcontext():
-        _C._fuzz_push(impl, 2, 10, chunk)  # full unless windowed
+        fuzz_push(impl, 2, 10, chunk)  # full unless windowed
 
 
 def test_thread_sanitizer_build():
