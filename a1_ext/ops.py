@@ -172,7 +172,9 @@ def step_score(
     logits: torch.Tensor, token_ids: torch.Tensor, cu_seqlens: torch.Tensor, temperature: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(token_logprob[T], step_nll[B]): log softmax(logits / temperature)[t, token_ids[t]] and the mean
-    negative log-prob over each segment cu_seqlens[b]:cu_seqlens[b+1] (NaN for an empty segment)."""
+    negative log-prob over each segment cu_seqlens[b]:cu_seqlens[b+1] (NaN for an empty segment).
+    Log-probs are (x - max) - log(sum exp(x - max)) of the scaled logits x, exact at any scale
+    (temperature 1e-8, logits of 1e8). token_ids (int64) must be in [0, V), temperature finite > 0."""
     return _ops.step_score.default(logits, token_ids, cu_seqlens, temperature)
 
 
@@ -208,7 +210,9 @@ def speculative_verify(
     with probability min(1, p/q), p the target distribution after temperature[b], top_k[b] and
     top_p[b], q = draft_probs row (None: a deterministic draft, q = 1). The first rejection is
     replaced by a draw from norm(max(0, p - q)); if all are accepted a bonus token is drawn from p.
-    temperature 0 is greedy. Uniforms come from Philox keyed by (seed[b], offset[b]).
+    temperature below 1e-5 (0 included; reference.GREEDY_TEMPERATURE) is greedy. Uniforms come from
+    Philox keyed by (seed[b], offset[b]). draft_probs must be finite and >= 0. A target row with a
+    NaN or +inf, or no value above -inf, is refused (RuntimeError naming the row), as in `sample`.
 
     Returns out_ids [B, max_k + 1] (padded with -1), num_accepted [B] and target_logprob [sum k_b]
     (the target model's raw log-prob of every draft token, for scoring).
@@ -226,8 +230,13 @@ def sample(
     seed: torch.Tensor,
     offset: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One token per row of logits [B, V] and its raw log-prob. Per row: temperature (0 = greedy),
-    top_k (0 = off; ties at the k-th value kept), top_p (1 = off), Philox seed and offset."""
+    """One token per row of logits [B, V] and its raw log-prob log_softmax(logits[b])[token],
+    computed as (x - max) - log(sum exp(x - max)) so it stays exact for logits of any size. Per row:
+    temperature (below 1e-5, 0 included, is greedy: reference.GREEDY_TEMPERATURE; logits / T would
+    leave float's range), top_k (0 = off; ties at the k-th value kept), top_p (1 = off), Philox seed
+    and offset. A row with a NaN or +inf, or no value above -inf, has no draw and no log-prob: the
+    call raises RuntimeError naming the row (greedy rows included), on every device and in the twin.
+    On CUDA that check reads one flag back from the device."""
     return _ops.sample.default(logits, temperature, top_k, top_p, seed, offset)
 
 

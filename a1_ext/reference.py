@@ -13,6 +13,9 @@ import torch
 
 _MASK32 = 0xFFFFFFFF
 RNG_SAMPLE_RACE, RNG_VERIFY_ACCEPT, RNG_VERIFY_RACE = 0, 1, 2
+# Temperatures in [0, 1e-5) are greedy in sample and speculative_verify (kGreedyTemperature in
+# csrc/sampling/greedy_temperature.h): below it logits / temperature leaves float's range.
+GREEDY_TEMPERATURE = 1e-5
 
 
 # ----------------------------------------------------------------------------- RNG
@@ -216,14 +219,31 @@ def linear_step_score(hidden, lm_head, token_ids, cu_seqlens, temperature, chunk
 
 
 # ----------------------------------------------------------------------------- random ops
+def _is_greedy(temperature: float) -> bool:
+    return temperature < float(torch.tensor(GREEDY_TEMPERATURE, dtype=torch.float32))  # the kernels' float
+
+
+def _refuse_unusable_rows(logits: torch.Tensor, name: str) -> None:
+    """The kernels' rule: a row with a NaN or +inf, or nothing above -inf, is no distribution."""
+    bad = ~torch.isfinite(logits.float().amax(dim=1)) if logits.numel() else torch.zeros(0, dtype=torch.bool)
+    if bool(bad.any()):
+        row = int(torch.nonzero(bad)[0, 0])
+        raise RuntimeError(f"{name}[{row}] is not a distribution to sample from: it holds a NaN or +inf, or no "
+                           "value above -inf")
+
+
 def sample(logits, temperature, top_k, top_p, seed, offset) -> tuple[torch.Tensor, torch.Tensor]:
     rows, vocab = logits.shape
+    _refuse_unusable_rows(logits, "logits")
     token_ids = torch.empty(rows, dtype=torch.int64)
     for b in range(rows):
-        if float(temperature[b]) == 0.0:
+        if _is_greedy(float(temperature[b])):
             token_ids[b] = torch.argmax(logits[b].float())
             continue
         scaled = filtered_logits(logits[b], float(temperature[b]), int(top_k[b]), float(top_p[b]))
+        if not bool((scaled > -math.inf).any()):  # nothing kept (the scaled logits overflowed): greedy
+            token_ids[b] = torch.argmax(logits[b].float())
+            continue
         uniforms = race_uniforms(int(seed[b]), int(offset[b]), RNG_SAMPLE_RACE, 0, vocab)
         token_ids[b] = torch.argmax(race_keys(scaled, uniforms))
     logprob = torch.log_softmax(logits.float(), -1).gather(1, token_ids.unsqueeze(1)).squeeze(1)
@@ -243,6 +263,13 @@ def speculative_verify(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     batch = cu_num_draft.numel() - 1
     vocab = target_logits.shape[1]
+    if draft_probs is not None and draft_probs.numel():
+        bad = ~(torch.isfinite(draft_probs) & (draft_probs >= 0))
+        if bool(bad.any()):
+            index = [int(i) for i in torch.nonzero(bad)[0]]
+            value = float(draft_probs[tuple(index)])
+            raise RuntimeError(f"draft_probs{index} must be finite and >= 0, got {value:g}")
+    _refuse_unusable_rows(target_logits, "target_logits")
     num_draft = (cu_num_draft[1:] - cu_num_draft[:-1]).tolist()
     out_ids = torch.full((batch, max(num_draft, default=0) + 1), -1, dtype=torch.int64)
     num_accepted = torch.zeros(batch, dtype=torch.int64)
@@ -252,7 +279,7 @@ def speculative_verify(
         rows = target_logits[d0 + b : d0 + b + k + 1].float()
         drafts = draft_token_ids[d0 : d0 + k].long()
         target_logprob[d0 : d0 + k] = torch.log_softmax(rows[:k], -1).gather(1, drafts.unsqueeze(1)).squeeze(1)
-        if float(temperature[b]) == 0.0:
+        if _is_greedy(float(temperature[b])):
             argmax = torch.argmax(rows, dim=-1)
             accepted = 0
             while accepted < k and int(drafts[accepted]) == int(argmax[accepted]):

@@ -1,8 +1,10 @@
-// CUDA glue of paged_attention: argument checks, device guard, current stream, the split-KV
-// workspace, then the torch-free launcher of csrc/attention/paged_attention.cu. No host sync:
-// the split plan uses the block table's capacity, not seq_lens.
+// CUDA glue of paged_attention: the argument checks shared with the CPU glue
+// (attention/attention_checks.h), device guard, current stream, the split-KV workspace, then the
+// torch-free launcher of csrc/attention/paged_attention.cu. No host sync: the split plan uses the
+// block table's capacity, not seq_lens.
 #include <torch/library.h>
 
+#include "attention/attention_checks.h"
 #include "attention/attention_cuda.h"
 #include "common/cuda_glue.h"
 
@@ -12,41 +14,33 @@ namespace {
 at::Tensor paged_attention_cuda(const at::Tensor& query_in, const at::Tensor& k_cache, const at::Tensor& v_cache,
                                 const at::Tensor& block_table_in, const at::Tensor& seq_lens_in,
                                 const at::Tensor& query_start_loc_in, double scale) {
-  check_dim(query_in, "query", 3, "[T, num_q_heads, head_dim]");
-  const auto kind = float_kind(query_in, "query");
+  check_attention_inputs(query_in, k_cache, v_cache, block_table_in, seq_lens_in, query_start_loc_in, scale);
   const auto device = query_in.device();
   TORCH_CHECK(device.is_cuda(), "query must be a CUDA tensor, got ", device);
   check_on_device(k_cache, "k_cache", device);
   check_on_device(v_cache, "v_cache", device);
-  check_cache_layout(k_cache, "k_cache");
-  check_cache_layout(v_cache, "v_cache");
-  TORCH_CHECK(k_cache.scalar_type() == query_in.scalar_type() && v_cache.scalar_type() == query_in.scalar_type(),
-              "k_cache and v_cache must have query's dtype ", query_in.scalar_type(), ", got ",
-              k_cache.scalar_type(), " and ", v_cache.scalar_type());
-  TORCH_CHECK(v_cache.sizes() == k_cache.sizes(), "v_cache must have k_cache's shape ", k_cache.sizes(), ", got ",
-              v_cache.sizes());
   const int64_t num_tokens = query_in.size(0), num_q_heads = query_in.size(1), head_dim = query_in.size(2);
   const int64_t block_size = k_cache.size(1), num_kv_heads = k_cache.size(2);
-  check_size(k_cache, "k_cache", 3, head_dim, "query.size(2) (head_dim)");
   TORCH_CHECK(head_dim <= cuda::kMaxAttentionHeadDim, "query head_dim must be <= ", cuda::kMaxAttentionHeadDim,
               " on CUDA, got ", head_dim);
-  TORCH_CHECK(num_kv_heads > 0 && num_q_heads % num_kv_heads == 0, "query.size(1) (num_q_heads = ", num_q_heads,
-              ") must be a multiple of k_cache.size(2) (num_kv_heads = ", num_kv_heads, ")");
-  check_dim(block_table_in, "block_table", 2, "[B, max_blocks]");
-  check_integral(block_table_in, "block_table");
   const int64_t batch = block_table_in.size(0);
-  check_dim(seq_lens_in, "seq_lens", 1, "[B]");
-  check_integral(seq_lens_in, "seq_lens");
-  check_size(seq_lens_in, "seq_lens", 0, batch, "block_table.size(0) (B)");
-  check_dim(query_start_loc_in, "query_start_loc", 1, "[B+1]");
-  check_integral(query_start_loc_in, "query_start_loc");
-  check_size(query_start_loc_in, "query_start_loc", 0, batch + 1, "B + 1");
+  // Index values given on the CPU are validated like the CPU kernel's (free: no device read);
+  // on the device they are not (a host read per layer per step), and the kernel clamps them.
+  if (block_table_in.device().is_cpu() && seq_lens_in.device().is_cpu() && query_start_loc_in.device().is_cpu()) {
+    check_attention_index_values(block_table_in, seq_lens_in, query_start_loc_in, num_tokens, block_size,
+                                 k_cache.size(0));
+  }
 
   // Index tensors: int32 on the device (converted when given as int64 or on the CPU).
   const at::Tensor block_table = to_device(block_table_in, "block_table", device, at::kInt);
   const at::Tensor seq_lens = to_device(seq_lens_in, "seq_lens", device, at::kInt);
   const at::Tensor query_start_loc = to_device(query_start_loc_in, "query_start_loc", device, at::kInt);
-  const at::Tensor query = query_in.stride(2) == 1 ? query_in : query_in.contiguous();
+  // The kernel reads query, caches and output in one dtype: a query of another dtype (the CPU
+  // kernel takes it as is) is rounded to the caches' dtype, and the output comes back in query's.
+  const auto cache_dtype = k_cache.scalar_type();
+  const auto kind = float_kind(k_cache, "k_cache");
+  const at::Tensor query_cast = query_in.scalar_type() == cache_dtype ? query_in : query_in.to(cache_dtype);
+  const at::Tensor query = query_cast.stride(2) == 1 ? query_cast : query_cast.contiguous();
   at::Tensor out = query.new_empty({num_tokens, num_q_heads, head_dim}, query.options());
 
   cuda::PagedAttentionArgs args{};
@@ -85,7 +79,7 @@ at::Tensor paged_attention_cuda(const at::Tensor& query_in, const at::Tensor& k_
   }
   check_launch(cuda::launch_paged_attention(args, plan, part_max, part_sum, part_out, current_stream()),
                "paged_attention");
-  return out;
+  return out.scalar_type() == query_in.scalar_type() ? out : out.to(query_in.scalar_type());
 }
 
 }  // namespace

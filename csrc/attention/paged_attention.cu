@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t j = base + lane;
     const bool valid = j < end;
     float score = -INFINITY;
-    int64_t v_off = 0;  // invalid lanes point at element 0 and carry probability 0
+    int64_t v_off = 0;  // lanes past `end` have no key: the V loop below stops before them
     if (valid) {
       const int64_t block = table[j / a.block_size], slot = j % a.block_size;
       const int64_t inner = (slot * a.num_kv_heads + kv_head) * a.head_dim;
@@ -94,8 +94,12 @@ __global__ void __launch_bounds__(kThreads)
     l = l * correction + warp_sum(p);
 #pragma unroll
     for (int i = 0; i < LANE_ELEMS; ++i) acc[i] *= correction;
+    // Only the tile's valid lanes (a warp-uniform count, so every shuffle has all 32 lanes): reading
+    // V at slot 0 for the others, even with weight 0, would turn one non-finite value there into a
+    // NaN in every output (0 * inf).
+    const int valid_lanes = static_cast<int>(min(int64_t{32}, end - base));
 #pragma unroll 8
-    for (int jj = 0; jj < 32; ++jj) {
+    for (int jj = 0; jj < valid_lanes; ++jj) {
       const float pj = __shfl_sync(kFullMask, p, jj);
       const T* v_row = v_cache + __shfl_sync(kFullMask, v_off, jj);
 #pragma unroll

@@ -15,8 +15,8 @@
 #include <atomic>
 #include <vector>
 
+#include "attention/attention_checks.h"
 #include "attention/paged_attention_kernels.h"
-#include "common/checks.h"
 
 namespace a1 {
 namespace {
@@ -25,62 +25,26 @@ namespace {
 // takes a few microseconds, about what a fork/join of the thread pool costs, so it runs inline.
 constexpr int64_t kInlineAttentionCost = 8192;
 
-// Every row's lengths and the block ids it reads; returns block_table as contiguous int32.
-at::Tensor checked_block_table(const at::Tensor& block_table, const std::vector<int64_t>& seq_lens,
-                               const std::vector<int64_t>& offsets, int64_t block_size, int64_t num_blocks) {
-  const std::vector<int64_t> ids = index_values(block_table, "block_table");
-  const int64_t batch = block_table.size(0), max_blocks = block_table.size(1);
-  for (int64_t b = 0; b < batch; ++b) {
-    const int64_t seq_len = seq_lens[b], q_len = offsets[b + 1] - offsets[b];
-    TORCH_CHECK(seq_len >= 0, "seq_lens[", b, "]=", seq_len, " is negative");
-    TORCH_CHECK(seq_len <= max_blocks * block_size, "seq_lens[", b, "]=", seq_len,
-                " exceeds block_table capacity (", max_blocks, " blocks of ", block_size, " slots)");
-    TORCH_CHECK(q_len <= seq_len, "query_start_loc gives row ", b, " q_len=", q_len, " queries, more than seq_lens[",
-                b, "]=", seq_len);
-    if (q_len == 0) continue;
-    for (int64_t j = 0; j < (seq_len + block_size - 1) / block_size; ++j) {
-      const int64_t id = ids[b * max_blocks + j];
-      TORCH_CHECK(id >= 0 && id < num_blocks, "block_table[", b, ", ", j, "]=", id,
-                  " is out of range for a cache of ", num_blocks, " blocks");
-    }
-  }
-  return block_table.scalar_type() == at::kInt ? block_table.contiguous() : block_table.to(at::kInt).contiguous();
-}
-
 at::Tensor paged_attention_cpu(const at::Tensor& query_in, const at::Tensor& k_cache, const at::Tensor& v_cache,
                                const at::Tensor& block_table, const at::Tensor& seq_lens,
                                const at::Tensor& query_start_loc, double scale) {
-  check_dim(query_in, "query", 3, "[num_tokens, num_q_heads, head_dim]");
-  check_paged_cache(k_cache, "k_cache");
-  check_paged_cache(v_cache, "v_cache");
-  check_dim(block_table, "block_table", 2, "[batch, max_blocks]");
-  check_dim(seq_lens, "seq_lens", 1, "[batch]");
+  check_attention_inputs(query_in, k_cache, v_cache, block_table, seq_lens, query_start_loc, scale);
   for (const auto& [t, name] : {std::pair{&k_cache, "k_cache"}, {&v_cache, "v_cache"}, {&block_table, "block_table"},
                                 {&seq_lens, "seq_lens"}, {&query_start_loc, "query_start_loc"}})
     check_same_device(*t, name, query_in, "query");
   TORCH_CHECK(query_in.device().is_cpu(), "query must be a CPU tensor for the CPU kernel, got ", query_in.device());
-  check_float_dtype(query_in, "query");
-  check_float_dtype(k_cache, "k_cache");
-  check_dtype(v_cache, "v_cache", k_cache.scalar_type());
-  TORCH_CHECK(v_cache.sizes() == k_cache.sizes(), "v_cache shape ", v_cache.sizes(), " must equal k_cache shape ",
-              k_cache.sizes());
   const int64_t num_tokens = query_in.size(0), num_q_heads = query_in.size(1);
   const int64_t num_blocks = k_cache.size(0), block_size = k_cache.size(1);
   const int64_t num_kv_heads = k_cache.size(2), head_dim = k_cache.size(3);
-  TORCH_CHECK(query_in.size(2) == head_dim, "query.size(2) (head_dim=", query_in.size(2),
-              ") must equal k_cache.size(3) (head_dim=", head_dim, ")");
-  TORCH_CHECK(num_kv_heads > 0 && num_q_heads % num_kv_heads == 0, "query.size(1) (num_q_heads=", num_q_heads,
-              ") must be a multiple of k_cache.size(2) (num_kv_heads=", num_kv_heads, ")");
-  TORCH_CHECK(block_size > 0, "k_cache.size(1) (block_size) must be positive");
   const int64_t batch = block_table.size(0);
-  check_size(seq_lens, "seq_lens", 0, batch, "block_table.size(0) (batch)");
-  check_size(query_start_loc, "query_start_loc", 0, batch + 1, "block_table.size(0) + 1 (batch + 1)");
   // Index tensors are read straight into vectors: a decode step calls this once per layer, and
   // converting them with torch ops cost ~15 us per call there (a third of the op).
-  const std::vector<int64_t> offsets =
-      checked_offset_values(query_start_loc, "query_start_loc", num_tokens, "query.size(0) (num_tokens)");
-  const std::vector<int64_t> lens = index_values(seq_lens, "seq_lens");
-  const at::Tensor table = checked_block_table(block_table, lens, offsets, block_size, num_blocks);
+  const AttentionIndexValues indices =
+      check_attention_index_values(block_table, seq_lens, query_start_loc, num_tokens, block_size, num_blocks);
+  const std::vector<int64_t>& offsets = indices.offsets;
+  const std::vector<int64_t>& lens = indices.seq_lens;
+  const at::Tensor table =
+      block_table.scalar_type() == at::kInt ? block_table.contiguous() : block_table.to(at::kInt).contiguous();
 
   at::Tensor out = at::empty_like(query_in);  // the layout register_fake promises
   if (num_tokens == 0 || num_q_heads == 0 || head_dim == 0) return out;

@@ -5,31 +5,21 @@
 //   must equal the caches'. slot_mapping is int64 [T]; negative slots are skipped, the others must
 //   be distinct and < num_blocks * block_size.
 // copy_blocks: block_mapping int64 [P, 2] of (src, dst) applied to every cache of both lists.
-//   Destinations must be distinct and must not be sources (checked), so the result never depends
-//   on the order of the pairs.
+//   Destinations must be distinct and must not be another pair's source (checked), so the result
+//   never depends on the order of the pairs; a pair (b, b) copies nothing.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
 #include <vector>
 
+#include "cache/cache_checks.h"
 #include "cache/cache_kernels.h"
-#include "common/checks.h"
 
 namespace a1 {
 namespace {
 
 constexpr int64_t kCopyGrainBytes = 1 << 20;  // below ~1 MB of copies a thread is not worth waking
-
-void check_rows_for_cache(const at::Tensor& rows, const char* name, const at::Tensor& cache, const char* cache_name) {
-  check_dim(rows, name, 3, "[num_tokens, num_kv_heads, head_dim]");
-  check_same_device(rows, name, cache, cache_name);
-  TORCH_CHECK(rows.size(1) == cache.size(2) && rows.size(2) == cache.size(3), name, " shape ", rows.sizes(),
-              " must be [num_tokens, ", cache.size(2), ", ", cache.size(3), "] to match ", cache_name, " ",
-              cache.sizes());
-  TORCH_CHECK(rows.scalar_type() == cache.scalar_type(), name, " dtype ", rows.scalar_type(), " must equal ",
-              cache_name, " dtype ", cache.scalar_type());
-}
 
 cache::RowsToCache rows_to_cache(const at::Tensor& rows, const at::Tensor& cache) {
   const int64_t elem = rows.element_size();
@@ -41,28 +31,13 @@ cache::RowsToCache rows_to_cache(const at::Tensor& rows, const at::Tensor& cache
 // signature across the CPU and CUDA kernels of an op, and decoder_layer calls it with that signature.
 void reshape_and_cache_cpu(const at::Tensor& key_in, const at::Tensor& value_in, const at::Tensor& k_cache,
                            const at::Tensor& v_cache, const at::Tensor& slot_mapping_in) {
-  check_paged_cache(k_cache, "k_cache");
-  check_paged_cache(v_cache, "v_cache");
+  check_reshape_and_cache_inputs(key_in, value_in, k_cache, v_cache, slot_mapping_in);
   TORCH_CHECK(k_cache.device().is_cpu(), "k_cache must be a CPU tensor for the CPU kernel, got ", k_cache.device());
-  check_same_device(v_cache, "v_cache", k_cache, "k_cache");
   check_same_device(slot_mapping_in, "slot_mapping", k_cache, "k_cache");
-  TORCH_CHECK(v_cache.sizes() == k_cache.sizes(), "v_cache shape ", v_cache.sizes(), " must equal k_cache shape ",
-              k_cache.sizes());
-  check_float_dtype(k_cache, "k_cache");
-  check_rows_for_cache(key_in, "key", k_cache, "k_cache");
-  check_rows_for_cache(value_in, "value", v_cache, "v_cache");
-  check_dim(slot_mapping_in, "slot_mapping", 1, "[num_tokens]");
-  check_dtype(slot_mapping_in, "slot_mapping", at::kLong);
   const int64_t num_tokens = key_in.size(0);
-  check_size(value_in, "value", 0, num_tokens, "key.size(0) (num_tokens)");
-  check_size(slot_mapping_in, "slot_mapping", 0, num_tokens, "key.size(0) (num_tokens)");
-
   const at::Tensor slot_mapping = slot_mapping_in.contiguous();
   const int64_t* slots = slot_mapping.data_ptr<int64_t>();
-  const int64_t num_slots = k_cache.size(0) * k_cache.size(1);
-  for (int64_t t = 0; t < num_tokens; ++t)
-    TORCH_CHECK(slots[t] < num_slots, "slot_mapping[", t, "]=", slots[t], " is out of range for a cache of ",
-                k_cache.size(0), " blocks of ", k_cache.size(1), " slots");
+  check_slot_values(slots, num_tokens, k_cache);
   if (num_tokens == 0 || k_cache.numel() == 0) return;
 
   const at::Tensor key = key_in.stride(2) == 1 ? key_in : key_in.contiguous();
@@ -74,44 +49,16 @@ void reshape_and_cache_cpu(const at::Tensor& key_in, const at::Tensor& value_in,
                    [&](int64_t begin, int64_t end) { cache::write_tokens_to_cache(params, begin, end); });
 }
 
-// Block ids of every pair in range for every cache, destinations distinct and never sources.
-void check_block_mapping(const at::Tensor& mapping, int64_t num_blocks) {
-  const int64_t* ids = mapping.data_ptr<int64_t>();
-  const int64_t pairs = mapping.size(0);
-  std::vector<int8_t> role(num_blocks, 0);  // 1 = source, 2 = destination
-  for (int64_t i = 0; i < 2 * pairs; ++i)
-    TORCH_CHECK(ids[i] >= 0 && ids[i] < num_blocks, "block_mapping[", i / 2, ", ", i % 2, "]=", ids[i],
-                " is out of range for caches of ", num_blocks, " blocks");
-  for (int64_t i = 0; i < pairs; ++i) role[ids[2 * i]] = 1;
-  for (int64_t i = 0; i < pairs; ++i) {
-    const int64_t dst = ids[2 * i + 1];
-    TORCH_CHECK(role[dst] == 0, "block_mapping[", i, ", 1]=", dst,
-                role[dst] == 1 ? " is also a source block" : " is a destination twice",
-                "; destinations must be distinct and not sources");
-    role[dst] = 2;
-  }
-}
-
 void copy_blocks_cpu(at::TensorList k_caches, at::TensorList v_caches, const at::Tensor& block_mapping_in) {
-  TORCH_CHECK(k_caches.size() == v_caches.size(), "v_caches has ", v_caches.size(), " caches, k_caches has ",
-              k_caches.size(), "; both lists need one cache per layer");
-  check_dim(block_mapping_in, "block_mapping", 2, "[num_pairs, 2]");
-  check_dtype(block_mapping_in, "block_mapping", at::kLong);
-  TORCH_CHECK(block_mapping_in.size(1) == 2, "block_mapping must be [num_pairs, 2] (src, dst), got shape ",
-              block_mapping_in.sizes());
-  TORCH_CHECK(block_mapping_in.device().is_cpu(), "block_mapping must be a CPU tensor, got ", block_mapping_in.device());
+  const int64_t num_blocks = check_copy_blocks_inputs(k_caches, v_caches, block_mapping_in);
+  TORCH_CHECK(block_mapping_in.device().is_cpu(), "block_mapping must be a CPU tensor, got ",
+              block_mapping_in.device());
   std::vector<at::Tensor> caches(k_caches.begin(), k_caches.end());
   caches.insert(caches.end(), v_caches.begin(), v_caches.end());
   if (caches.empty()) return;
-  int64_t num_blocks = caches[0].size(0);  // ids must be valid in every cache
-  for (size_t i = 0; i < caches.size(); ++i) {
-    const char* name = i < k_caches.size() ? "k_caches" : "v_caches";
-    check_paged_cache(caches[i], name);
-    check_same_device(caches[i], name, block_mapping_in, "block_mapping");
-    num_blocks = std::min(num_blocks, caches[i].size(0));
-  }
+  check_same_device(caches[0], "k_caches", block_mapping_in, "block_mapping");
   const at::Tensor block_mapping = block_mapping_in.contiguous();
-  check_block_mapping(block_mapping, num_blocks);
+  check_block_mapping_values(block_mapping.data_ptr<int64_t>(), block_mapping.size(0), num_blocks);
   const int64_t pairs = block_mapping.size(0);
   if (pairs == 0) return;
 

@@ -51,11 +51,13 @@ struct BlockCopyTarget {
 };
 
 // copy_blocks for pairs [pair_begin, pair_end) of block_mapping [P, 2] = (src, dst). The glue
-// requires distinct destinations that are never sources, so pairs are independent.
+// requires distinct destinations that are never another pair's source, so pairs are independent;
+// a pair (b, b) copies nothing (memcpy onto itself would be undefined).
 inline void copy_block_pairs(const BlockCopyTarget& cache, const int64_t* block_mapping, int64_t pair_begin,
                              int64_t pair_end) {
   for (int64_t i = pair_begin; i < pair_end; ++i) {
     const int64_t src = block_mapping[2 * i], dst = block_mapping[2 * i + 1];
+    if (src == dst) continue;
     std::memcpy(cache.base + dst * cache.block_stride, cache.base + src * cache.block_stride, cache.block_bytes);
   }
 }

@@ -65,6 +65,9 @@ inline void check_paged_cache(const at::Tensor& cache, const char* name) {
               cache.strides(), " for shape ", cache.sizes());
 }
 
+// "<name> must be int32 or int64, got D".
+void check_index_dtype(const at::Tensor& t, const char* name);
+
 // cu_seqlens-style offsets: int32 or int64 [B+1], starting at 0, non-decreasing, ending at total.
 // Returned as int64 on the CPU; the CPU kernels read them directly.
 at::Tensor checked_offsets(const at::Tensor& offsets, const char* name, int64_t total, const char* total_name);
@@ -76,5 +79,14 @@ std::vector<int64_t> checked_offset_values(const at::Tensor& offsets, const char
 
 // An int32 or int64 index tensor's values as int64 (any device, any strides).
 std::vector<int64_t> index_values(const at::Tensor& t, const char* name);
+
+// Every value of an integer tensor in [0, bound): "<name> must be in [0, bound), got values in
+// [lo, hi]". Any device: on a GPU it costs one host sync (the kernels would otherwise read out of
+// bounds or silently return NaN for an id they cannot look up).
+void check_index_range(const at::Tensor& t, const char* name, int64_t bound);
+
+// A float tensor whose values must all be finite and >= 0 (probabilities): names the first
+// offending entry. Any device (one host sync on a GPU).
+void check_finite_nonnegative(const at::Tensor& t, const char* name);
 
 }  // namespace a1

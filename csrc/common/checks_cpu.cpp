@@ -18,12 +18,12 @@ void check_offset_values(const int64_t* data, int64_t n, const char* name, int64
   TORCH_CHECK(data[n - 1] == total, name, "[-1] must equal ", total_name, " (", total, "), got ", data[n - 1]);
 }
 
+}  // namespace
+
 void check_index_dtype(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.scalar_type() == at::kInt || t.scalar_type() == at::kLong, name, " must be int32 or int64, got ",
               t.scalar_type());
 }
-
-}  // namespace
 
 at::Tensor checked_offsets(const at::Tensor& offsets, const char* name, int64_t total, const char* total_name) {
   check_dim(offsets, name, 1, "[B+1]");
@@ -47,6 +47,28 @@ std::vector<int64_t> index_values(const at::Tensor& t, const char* name) {
     std::copy(data, data + host.numel(), values.begin());
   }
   return values;
+}
+
+void check_index_range(const at::Tensor& t, const char* name, int64_t bound) {
+  if (t.numel() == 0) return;
+  const auto [min_t, max_t] = at::aminmax(t);
+  const int64_t lo = min_t.item<int64_t>(), hi = max_t.item<int64_t>();
+  TORCH_CHECK(lo >= 0 && hi < bound, name, " must be in [0, ", bound, "), got values in [", lo, ", ", hi, "]");
+}
+
+void check_finite_nonnegative(const at::Tensor& t, const char* name) {
+  if (t.numel() == 0) return;
+  const at::Tensor flat = t.reshape({-1});
+  const at::Tensor bad = at::logical_not(at::isfinite(flat).logical_and_(flat.ge(0)));
+  if (!bad.any().item<bool>()) return;
+  int64_t rest = at::nonzero(bad)[0][0].item<int64_t>();
+  const double value = flat[rest].item<double>();
+  std::vector<int64_t> index(t.dim());  // the flat position as one index per dim, for the message
+  for (int64_t d = t.dim() - 1; d >= 0; --d) {
+    index[d] = rest % t.size(d);
+    rest /= t.size(d);
+  }
+  TORCH_CHECK(false, name, at::IntArrayRef(index), " must be finite and >= 0, got ", value);
 }
 
 std::vector<int64_t> checked_offset_values(const at::Tensor& offsets, const char* name, int64_t total,

@@ -38,28 +38,6 @@ inline at::Tensor to_device(const at::Tensor& t, const char* name, const c10::De
   return t.to(device, dtype, /*non_blocking=*/pinned, /*copy=*/false).contiguous();
 }
 
-inline void check_integral(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(at::isIntegralType(t.scalar_type(), /*includeBool=*/false), name, " must be an integer tensor, got ",
-              t.scalar_type());
-}
-
-// A per-row parameter [rows] (temperature, top_k, ...) as a contiguous device tensor of dtype.
-inline at::Tensor row_param(const at::Tensor& t, const char* name, int64_t rows, const c10::Device& device,
-                            at::ScalarType dtype) {
-  check_dim(t, name, 1, "[B]");
-  check_size(t, name, 0, rows, "the number of rows");
-  return to_device(t, name, device, dtype);
-}
-
-// [num_blocks, block_size, Hkv, D] with the inner three dims contiguous (blocks may be strided).
-inline void check_cache_layout(const at::Tensor& cache, const char* name) {
-  check_dim(cache, name, 4, "[num_blocks, block_size, num_kv_heads, head_dim]");
-  TORCH_CHECK(cache.stride(3) == 1 && cache.stride(2) == cache.size(3) &&
-                  cache.stride(1) == cache.size(2) * cache.size(3),
-              name, " must have contiguous [block_size, num_kv_heads, head_dim] blocks, got strides ",
-              cache.strides());
-}
-
 inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
 inline void check_launch(cuda::LaunchStatus status, const char* op) {

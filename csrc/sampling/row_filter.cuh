@@ -34,21 +34,32 @@ struct RowScratch {
 };
 
 struct RawStats {
-  MaxSum softmax;  // of the raw logits: log_softmax(x)[v] = x[v] - max - log(sum)
+  MaxSum softmax;  // of the raw logits: log_softmax(x)[v] = (x[v] - max) - log(sum)
   ArgMax argmax;   // first index of the maximum (greedy)
+  bool usable;     // no NaN, no +inf, some value above -inf: a distribution to sample from
 };
 
 template <typename T>
 __device__ RawStats raw_row_stats(const T* row, int64_t vocab, RowScratch& sc) {
   MaxSum acc{-INFINITY, 0.0f};
   ArgMax best{-INFINITY, vocab};
+  int not_finite_below = 0, above_neg_inf = 0;
   for_each_element(row, vocab, [&](int64_t v, float x) {
     online_add(acc, x);
     best = better(best, ArgMax{x, v});
+    not_finite_below |= !(x <= FLT_MAX);  // NaN or +inf
+    above_neg_inf |= x > -INFINITY;
   });
-  RawStats stats{block_merge(acc, sc.max_sum), block_argmax(best, sc.arg_max)};
+  RawStats stats{block_merge(acc, sc.max_sum), block_argmax(best, sc.arg_max), false};
+  stats.usable = !__syncthreads_or(not_finite_below) && __syncthreads_or(above_neg_inf);
   if (stats.argmax.index >= vocab) stats.argmax.index = 0;  // all-NaN row: argmax 0 like torch
   return stats;
+}
+
+// log_softmax of the raw row at x: (x - max) - log(sum), never x - (max + log(sum)), whose sum
+// rounds to the spacing of max (8 at 1e8) and loses the log-prob at large logits.
+__device__ __forceinline__ float raw_logprob(const RawStats& raw, float x) {
+  return (x - raw.softmax.max) - logf(raw.softmax.sum);
 }
 
 // Sum over kept tokens (scaled >= cut) of exp(scaled - scaled_max): the softmax normaliser.

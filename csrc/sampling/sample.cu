@@ -1,7 +1,9 @@
-// sample: one token per row. Greedy rows take the first argmax; the others run an exponential race
-// (Gumbel-max in log space) over the temperature/top-k/top-p filtered logits, drawing the uniform of
-// vocab entry v from Philox block v / 4 of (seed, offset, kSampleRace, position 0) exactly like
-// a1_ext.reference.sample. No sort: the filters are radix-selected thresholds (row_filter.cuh).
+// sample: one token per row. Greedy rows (temperature < kGreedyTemperature) take the first
+// argmax; the others run an exponential race (Gumbel-max in log space) over the temperature/top-k/
+// top-p filtered logits, drawing the uniform of vocab entry v from Philox block v / 4 of (seed,
+// offset, kSampleRace, position 0) exactly like a1_ext.reference.sample. No sort: the filters are
+// radix-selected thresholds (row_filter.cuh).
+#include "sampling/greedy_temperature.h"
 #include "sampling/row_filter.cuh"
 #include "sampling/sampling_cuda.h"
 
@@ -18,9 +20,13 @@ __global__ void __launch_bounds__(kSampleThreads)
   const int64_t b = blockIdx.x;
   const T* row = logits + b * row_stride;
   const RawStats raw = raw_row_stats(row, vocab, sc);
+  if (!raw.usable) {  // NaN / +inf / all -inf: the glue refuses the row (the flag is block-uniform)
+    if (threadIdx.x == 0) ids[b] = -1, logprob[b] = NAN;
+    return;
+  }
   const float temperature = params.temperature[b];
   int64_t token = raw.argmax.index;
-  if (temperature != 0.0f) {
+  if (!(temperature < kGreedyTemperature)) {
     const RowFilter filter =
         row_filter(row, vocab, raw.softmax.max, temperature, params.top_k[b], params.top_p[b], false, sc);
     const int64_t seed = params.seed[b], offset = params.offset[b];
@@ -33,11 +39,11 @@ __global__ void __launch_bounds__(kSampleThreads)
       }
     });
     best = block_argmax(best, sc.arg_max);
-    token = best.index < vocab ? best.index : raw.argmax.index;  // nothing kept (NaN row): greedy
+    token = best.index < vocab ? best.index : raw.argmax.index;  // nothing kept (overflow): greedy
   }
   if (threadIdx.x == 0) {
     ids[b] = token;
-    logprob[b] = to_float(row[token]) - (raw.softmax.max + logf(raw.softmax.sum));
+    logprob[b] = raw_logprob(raw, to_float(row[token]));
   }
 }
 

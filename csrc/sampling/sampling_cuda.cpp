@@ -1,12 +1,13 @@
 // CUDA glue of the random ops (sample, speculative_verify): argument checks, device guard,
 // current stream, outputs and workspace, then the torch-free launchers of csrc/sampling/*.cu.
 //
-// Host reads: none for sample. speculative_verify's output width max_k + 1 depends on the data,
-// so cu_num_draft is read on the host once: free when it is given on the CPU (the scheduler knows
-// the draft lengths), one small device-to-host copy when it is given on the device. num_accepted
-// and everything else stay on the device. For CUDA-graph capture pass cu_num_draft in pinned CPU
-// memory (its copy to the device is then an asynchronous, capturable memcpy) and the per-request
-// parameters, seed and offset as device tensors.
+// The checks are sampling/sampling_checks.h, shared with the CPU glue, so both devices accept and
+// reject the same inputs. Host reads: parameters, ids and draft_probs given on the device are
+// validated there and one flag per check is read back; the kernels flag a row that is not a
+// distribution (NaN, +inf, all -inf) and the glue reads that flag after the launch, so each call
+// synchronises once with the stream (callers read the tokens right after anyway).
+// speculative_verify's output width max_k + 1 depends on the data, so cu_num_draft is read on the
+// host too: free when it is given on the CPU (the scheduler knows the draft lengths).
 #include <torch/library.h>
 
 #include <algorithm>
@@ -14,11 +15,13 @@
 #include <tuple>
 
 #include "common/cuda_glue.h"
+#include "sampling/sampling_checks.h"
 #include "sampling/sampling_cuda.h"
 
 namespace a1 {
 namespace {
 
+// The shared checks, then the parameters on the device as the kernels read them.
 struct ParamTensors {
   at::Tensor temperature, top_k, top_p, seed, offset;
   cuda::SamplingParams view() const {
@@ -30,26 +33,19 @@ struct ParamTensors {
 ParamTensors sampling_params(const at::Tensor& temperature, const at::Tensor& top_k, const at::Tensor& top_p,
                              const at::Tensor& seed, const at::Tensor& offset, int64_t rows,
                              const c10::Device& device) {
-  TORCH_CHECK(at::isFloatingType(temperature.scalar_type()), "temperature must be a floating-point tensor, got ",
-              temperature.scalar_type());
-  TORCH_CHECK(at::isFloatingType(top_p.scalar_type()), "top_p must be a floating-point tensor, got ",
-              top_p.scalar_type());
-  check_integral(top_k, "top_k");
-  check_integral(seed, "seed");
-  check_integral(offset, "offset");
-  return {row_param(temperature, "temperature", rows, device, at::kFloat),
-          row_param(top_k, "top_k", rows, device, at::kLong), row_param(top_p, "top_p", rows, device, at::kFloat),
-          row_param(seed, "seed", rows, device, at::kLong), row_param(offset, "offset", rows, device, at::kLong)};
+  const SamplingParamTensors p = check_sampling_params(temperature, top_k, top_p, seed, offset, rows);
+  return {to_device(p.temperature, "temperature", device, at::kFloat), to_device(p.top_k, "top_k", device, at::kLong),
+          to_device(p.top_p, "top_p", device, at::kFloat), to_device(p.seed, "seed", device, at::kLong),
+          to_device(p.offset, "offset", device, at::kLong)};
 }
 
 std::tuple<at::Tensor, at::Tensor> sample_cuda(const at::Tensor& logits_in, const at::Tensor& temperature,
                                                const at::Tensor& top_k, const at::Tensor& top_p,
                                                const at::Tensor& seed, const at::Tensor& offset) {
-  check_dim(logits_in, "logits", 2, "[B, V]");
+  check_sampling_logits(logits_in, "logits", "[B, V]");
   const auto kind = float_kind(logits_in, "logits");
   const auto device = logits_in.device();
   TORCH_CHECK(device.is_cuda(), "logits must be a CUDA tensor, got ", device);
-  TORCH_CHECK(logits_in.size(1) > 0, "logits must have a non-empty vocabulary (V > 0)");
   const at::Tensor logits = logits_in.stride(1) == 1 ? logits_in : logits_in.contiguous();
   const int64_t rows = logits.size(0);
   c10::cuda::CUDAGuard guard(device);
@@ -59,6 +55,8 @@ std::tuple<at::Tensor, at::Tensor> sample_cuda(const at::Tensor& logits_in, cons
   check_launch(cuda::launch_sample(logits.data_ptr(), kind, logits.stride(0), rows, logits.size(1), params.view(),
                                    ids.data_ptr<int64_t>(), logprob.data_ptr<float>(), current_stream()),
                "sample");
+  // The kernel gives -1 for a row that is not a distribution; refuse the call naming it.
+  if (rows > 0 && ids.min().item<int64_t>() < 0) fail_on_unusable_row(logits, "logits");
   return {ids, logprob};
 }
 
@@ -66,31 +64,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> speculative_verify_cuda(
     const at::Tensor& target_in, const at::Tensor& draft_token_ids, const at::Tensor& cu_num_draft,
     const std::optional<at::Tensor>& draft_probs_in, const at::Tensor& temperature, const at::Tensor& top_k,
     const at::Tensor& top_p, const at::Tensor& seed, const at::Tensor& offset) {
-  check_dim(target_in, "target_logits", 2, "[sum(k_b + 1), V]");
+  check_sampling_logits(target_in, "target_logits", "[sum(k_b + 1), V]");
   const auto kind = float_kind(target_in, "target_logits");
   const auto device = target_in.device();
   TORCH_CHECK(device.is_cuda(), "target_logits must be a CUDA tensor, got ", device);
   const int64_t vocab = target_in.size(1);
-  TORCH_CHECK(vocab > 0, "target_logits must have a non-empty vocabulary (V > 0)");
-  check_dim(draft_token_ids, "draft_token_ids", 1, "[sum(k_b)]");
-  check_integral(draft_token_ids, "draft_token_ids");
-  const int64_t num_draft = draft_token_ids.size(0);
-  // The one host read of this op (see the file comment); validates the offsets as well.
-  const at::Tensor cu_host = checked_offsets(cu_num_draft, "cu_num_draft", num_draft, "draft_token_ids.size(0)");
-  const int64_t batch = cu_host.numel() - 1;
+  // The one host read of the offsets (see the file comment); validates them and the ids as well.
+  const at::Tensor cu_host = check_verify_drafts(target_in, draft_token_ids, cu_num_draft);
+  const int64_t num_draft = draft_token_ids.size(0), batch = cu_host.numel() - 1;
   int64_t max_k = 0;
   const int64_t* cu = cu_host.data_ptr<int64_t>();
   for (int64_t b = 0; b < batch; ++b) max_k = std::max(max_k, cu[b + 1] - cu[b]);
-  check_size(target_in, "target_logits", 0, num_draft + batch, "sum(k_b + 1) = draft_token_ids.size(0) + B");
   const at::Tensor target = target_in.stride(1) == 1 ? target_in : target_in.contiguous();
 
   c10::cuda::CUDAGuard guard(device);
   at::Tensor draft_probs;
   if (draft_probs_in.has_value()) {
-    check_dim(*draft_probs_in, "draft_probs", 2, "[sum(k_b), V]");
     check_on_device(*draft_probs_in, "draft_probs", device);
-    check_size(*draft_probs_in, "draft_probs", 0, num_draft, "draft_token_ids.size(0)");
-    check_size(*draft_probs_in, "draft_probs", 1, vocab, "target_logits.size(1) (V)");
+    check_draft_probs(*draft_probs_in, num_draft, vocab);
     draft_probs = draft_probs_in->stride(1) == 1 ? *draft_probs_in : draft_probs_in->contiguous();
   }
   const ParamTensors params = sampling_params(temperature, top_k, top_p, seed, offset, batch, device);
@@ -120,6 +111,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> speculative_verify_cuda(
                                 target_logprob.data_ptr<float>()};
   check_launch(cuda::launch_speculative_verify(in, params.view(), workspace.data_ptr(), out, current_stream()),
                "speculative_verify");
+  // A request with a row that is not a distribution comes back with num_accepted -1: refuse the call.
+  if (batch > 0 && num_accepted.min().item<int64_t>() < 0) fail_on_unusable_row(target, "target_logits");
   return {out_ids, num_accepted, target_logprob};
 }
 

@@ -10,7 +10,7 @@ namespace a1::cuda {
 
 // Per-row (sample) or per-request (verify) parameters, device arrays of B entries.
 struct SamplingParams {
-  const float* temperature;  // 0 = greedy
+  const float* temperature;  // < kGreedyTemperature (sampling/greedy_temperature.h) = greedy
   const int64_t* top_k;      // <= 0 or >= V = off
   const float* top_p;        // >= 1 = off
   const int64_t* seed;
@@ -19,6 +19,7 @@ struct SamplingParams {
 
 // sample: ids[b] = greedy argmax or the exponential race over the filtered row b
 // (purpose kSampleRace, position 0); logprob[b] = log_softmax(logits[b])[ids[b]] (raw logits).
+// A row with a NaN or +inf or nothing above -inf gets ids[b] = -1 (the glue refuses the call).
 LaunchStatus launch_sample(const void* logits, FloatKind kind, int64_t row_stride, int64_t rows, int64_t vocab,
                            const SamplingParams& params, int64_t* ids, float* logprob, cudaStream_t stream);
 
@@ -47,6 +48,7 @@ int64_t verify_workspace_bytes(int64_t rows);
 // Two kernels: one CTA per target row computes the row's raw log-softmax, argmax, filter and the
 // draft token's target probability; then one CTA per request runs the accept chain (Philox
 // kVerifyAccept, float64 uniforms) and the recovery / bonus race (kVerifyRace at the position).
+// A request with a target row holding a NaN or +inf or nothing above -inf gets num_accepted -1.
 LaunchStatus launch_speculative_verify(const VerifyInputs& in, const SamplingParams& params, void* workspace,
                                        const VerifyOutputs& out, cudaStream_t stream);
 

@@ -11,13 +11,14 @@
 
 #include "common/philox.h"
 #include "common/softmax.h"
+#include "sampling/greedy_temperature.h"
 
 namespace a1 {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 struct RowSampling {
-  float temperature;  // 0 = greedy
+  float temperature;  // < kGreedyTemperature (0 included) = greedy
   int64_t top_k;      // 0 = off
   float top_p;        // 1 = off
   int64_t seed;
@@ -42,6 +43,23 @@ A1_MULTIVERSION inline float max_skipping_nan(const float* x, int64_t n) {
   float best = simd::horizontal_max(running);
   for (; i < n; ++i) best = x[i] > best ? x[i] : best;
   return best;
+}
+
+// Whether a row is a distribution to sample from: no NaN, no +inf and some value above -inf,
+// i.e. its NaN-propagating max is finite (the rule of a1_ext.reference and the CUDA kernels).
+A1_MULTIVERSION inline bool row_has_finite_max(const float* x, int64_t n) {
+  constexpr float kMax = std::numeric_limits<float>::max();
+  simd::i32x8 all_below_inf = simd::i32x8{} - 1, any_above_neg_inf{};
+  int64_t i = 0;
+  for (; i + simd::kWidth <= n; i += simd::kWidth) {
+    const simd::f32x8 v = simd::load(x + i);
+    all_below_inf &= v <= kMax;  // false for NaN and +inf
+    any_above_neg_inf |= v > kNegInf;
+  }
+  bool ok = true, any = false;
+  for (int j = 0; j < simd::kWidth; ++j) ok = ok && all_below_inf[j] != 0, any = any || any_above_neg_inf[j] != 0;
+  for (; i < n; ++i) ok = ok && x[i] <= kMax, any = any || x[i] > kNegInf;
+  return ok && any;
 }
 
 // The first index of the largest value (NaNs never win; x[0] = NaN returns 0), i.e. the result of
@@ -159,7 +177,7 @@ inline void softmax_row(const float* filtered, int64_t vocab, float* probs) {
 inline int64_t verify_request(const float* target_rows, int64_t vocab, const int64_t* draft_ids, int64_t num_draft,
                               const float* draft_probs, const RowSampling& params, SamplingScratch& scratch,
                               int64_t* out_ids) {
-  if (params.temperature == 0.0f) {
+  if (params.temperature < kGreedyTemperature) {
     for (int64_t i = 0; i <= num_draft; ++i) {
       const int64_t target_choice = first_argmax(target_rows + i * vocab, vocab);
       out_ids[i] = target_choice;
@@ -190,6 +208,7 @@ inline int64_t verify_request(const float* target_rows, int64_t vocab, const int
     }
     for (int64_t v = 0; v < vocab; ++v) probs[v] = std::log(probs[v]);
     out_ids[i] = race_argmax(probs, vocab, params.seed, params.offset, RngPurpose::kVerifyRace, i);
+    if (out_ids[i] < 0) out_ids[i] = first_argmax(target_rows + i * vocab, vocab);  // nothing kept: greedy
     return i;
   }
   return num_draft;  // unreachable: the loop returns at i == num_draft

@@ -10,6 +10,7 @@
 // exponential race over max(0, p - q) (falling back to p when that is all zero) at the first
 // rejection, or over p for the bonus token, with kVerifyRace uniforms at that position. Results
 // and acceptance counts stay on the device; nothing here synchronises with the host.
+#include "sampling/greedy_temperature.h"
 #include "sampling/row_filter.cuh"
 #include "sampling/sampling_cuda.h"
 
@@ -22,6 +23,7 @@ struct VerifyRowStats {
   float scaled_max, cut, sum;  // the row's filter (RowFilter)
   float p_draft;               // target probability of the draft token at this position (0 if none)
   int64_t argmax;              // first argmax of the raw row
+  bool usable;                 // RawStats::usable: the glue refuses a request with an unusable row
 };
 
 template <typename T>
@@ -44,7 +46,7 @@ __global__ void __launch_bounds__(kVerifyThreads)
   const float temperature = params.temperature[b];
   RowFilter filter{0.0f, -INFINITY, 0.0f};
   float p_draft = 0.0f;
-  if (temperature != 0.0f) {
+  if (raw.usable && !(temperature < kGreedyTemperature)) {
     filter = row_filter(row, in.vocab, raw.softmax.max, temperature, params.top_k[b], params.top_p[b], true, sc);
     if (valid_token) {
       const float s = to_float(row[token]) / temperature;
@@ -54,9 +56,9 @@ __global__ void __launch_bounds__(kVerifyThreads)
   if (threadIdx.x == 0) {
     if (i < k) {
       target_logprob[d0 + i] =
-          valid_token ? to_float(row[token]) - (raw.softmax.max + logf(raw.softmax.sum)) : NAN;
+          valid_token && raw.usable ? raw_logprob(raw, to_float(row[token])) : NAN;
     }
-    stats[r] = VerifyRowStats{filter.scaled_max, filter.cut, filter.sum, p_draft, raw.argmax.index};
+    stats[r] = VerifyRowStats{filter.scaled_max, filter.cut, filter.sum, p_draft, raw.argmax.index, raw.usable};
   }
 }
 
@@ -70,9 +72,22 @@ __global__ void __launch_bounds__(kVerifyThreads)
   const float temperature = params.temperature[b];
   const int64_t seed = params.seed[b], offset = params.offset[b];
   const Q* draft_probs = static_cast<const Q*>(in.draft_probs);
+  __shared__ bool usable_s;
+  if (threadIdx.x == 0) {
+    bool usable = true;
+    for (int64_t i = 0; i <= k; ++i) usable = usable && stats[r0 + i].usable;
+    usable_s = usable;
+  }
+  __syncthreads();
+  if (!usable_s) {  // a NaN / +inf / all -inf row: num_accepted -1 tells the glue to refuse the call
+    int64_t* ids = out.out_ids + b * out.width;
+    for (int64_t j = threadIdx.x; j < out.width; j += blockDim.x) ids[j] = -1;
+    if (threadIdx.x == 0) out.num_accepted[b] = -1;
+    return;
+  }
   if (threadIdx.x == 0) {
     int64_t a = 0;
-    if (temperature == 0.0f) {
+    if (temperature < kGreedyTemperature) {
       while (a < k && in.draft_token_ids[d0 + a] == stats[r0 + a].argmax) ++a;
     } else {
       for (; a < k; ++a) {
@@ -92,7 +107,7 @@ __global__ void __launch_bounds__(kVerifyThreads)
   const int64_t a = accepted_s;
   const VerifyRowStats st = stats[r0 + a];
   int64_t chosen = st.argmax;
-  if (temperature != 0.0f) {
+  if (!(temperature < kGreedyTemperature)) {
     const T* row = static_cast<const T*>(in.target_logits) + (r0 + a) * in.target_stride;
     const bool bonus = a == k;
     const int64_t token = bonus ? -1 : in.draft_token_ids[d0 + a];
@@ -121,7 +136,7 @@ __global__ void __launch_bounds__(kVerifyThreads)
     best_p = block_argmax(best_p, sc.arg_max);
     best_w = block_argmax(best_w, sc.arg_max);
     chosen = !bonus && any_residual ? best_w.index : best_p.index;
-    if (chosen >= in.vocab) chosen = st.argmax;  // nothing kept (NaN row)
+    if (chosen >= in.vocab) chosen = st.argmax;  // nothing kept (scaled logits overflowed): greedy
   }
   int64_t* ids = out.out_ids + b * out.width;
   for (int64_t j = threadIdx.x; j < out.width; j += blockDim.x) {

@@ -9,7 +9,7 @@ namespace a1::cuda {
 namespace {
 
 // Folds this launch's tiles into the running pair of every row; the last launch also writes
-// token_logprob = token_logit - logsumexp (NaN stays NaN for an id outside the vocabulary).
+// token_logprob = (token_logit - max) - log(sum) (NaN stays NaN for an id outside the vocabulary).
 __global__ void merge_partials_kernel(const MaxSum* __restrict__ partial, int64_t num_tiles, int64_t num_tokens,
                                       MaxSum* __restrict__ running, const float* __restrict__ token_logit,
                                       bool first, bool last, float* __restrict__ token_logprob) {
@@ -18,7 +18,7 @@ __global__ void merge_partials_kernel(const MaxSum* __restrict__ partial, int64_
   MaxSum acc = first ? MaxSum{-INFINITY, 0.0f} : running[t];
   for (int64_t tile = 0; tile < num_tiles; ++tile) acc = merge(acc, partial[tile * num_tokens + t]);
   if (last) {
-    token_logprob[t] = token_logit[t] - (acc.max + logf(acc.sum));
+    token_logprob[t] = (token_logit[t] - acc.max) - logf(acc.sum);  // exact at large scaled logits
   } else {
     running[t] = acc;
   }

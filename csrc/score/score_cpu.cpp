@@ -10,33 +10,16 @@
 #include <limits>
 #include <vector>
 
-#include "common/checks.h"
 #include "common/softmax.h"
-#include "linear/linear_checks.h"
 #include "linear/linear_cpu.h"
+#include "score/score_checks.h"
 
 namespace a1 {
 namespace {
 
-struct ScoreInputs {
-  at::Tensor token_ids;  // int64, contiguous
-  at::Tensor offsets;    // int64 on CPU, checked
-};
-
-ScoreInputs check_score_inputs(const at::Tensor& token_ids, const at::Tensor& cu_seqlens, int64_t num_tokens,
-                               int64_t vocab, double temperature) {
-  check_dim(token_ids, "token_ids", 1, "[T]");
-  check_dtype(token_ids, "token_ids", at::kLong);
-  check_size(token_ids, "token_ids", 0, num_tokens, "the number of rows T");
-  TORCH_CHECK(std::isfinite(temperature) && temperature > 0, "temperature must be a finite number > 0, got ",
-              temperature);
-  at::Tensor ids = token_ids.contiguous();
-  if (num_tokens > 0) {
-    const auto [min_id, max_id] = at::aminmax(ids);
-    TORCH_CHECK(min_id.item<int64_t>() >= 0 && max_id.item<int64_t>() < vocab, "token_ids must be in [0, ",
-                vocab, "), got values in [", min_id.item<int64_t>(), ", ", max_id.item<int64_t>(), "]");
-  }
-  return {ids, checked_offsets(cu_seqlens, "cu_seqlens", num_tokens, "the number of rows T")};
+void check_cpu_targets(const at::Tensor& token_ids, const at::Tensor& like, const char* like_name) {
+  TORCH_CHECK(like.device().is_cpu(), like_name, " must be a CPU tensor for the CPU kernel, got ", like.device());
+  check_same_device(token_ids, "token_ids", like, like_name);
 }
 
 // step_nll[b] = -mean(token_logprob[segment b]); NaN for an empty segment so that a step with no
@@ -58,14 +41,15 @@ at::Tensor segment_mean_nll(const at::Tensor& token_logprob, const at::Tensor& o
 
 std::tuple<at::Tensor, at::Tensor> step_score_cpu(const at::Tensor& logits, const at::Tensor& token_ids,
                                                   const at::Tensor& cu_seqlens, double temperature) {
-  check_dim(logits, "logits", 2, "[T, V]");
-  check_float_dtype(logits, "logits");
+  check_score_logits(logits);
+  check_cpu_targets(token_ids, logits, "logits");
   const int64_t num_tokens = logits.size(0), vocab = logits.size(1);
-  const ScoreInputs inputs = check_score_inputs(token_ids, cu_seqlens, num_tokens, vocab, temperature);
+  const at::Tensor offsets = check_score_targets(token_ids, cu_seqlens, num_tokens, vocab, temperature);
+  const at::Tensor ids_tensor = token_ids.contiguous();
   const at::Tensor rows = logits.stride(1) == 1 ? logits : logits.contiguous();
   at::Tensor token_logprob = at::empty({num_tokens}, logits.options().dtype(at::kFloat));
-  const float scale = static_cast<float>(1.0 / temperature);
-  const int64_t* ids = inputs.token_ids.data_ptr<int64_t>();
+  const float temp = static_cast<float>(temperature);
+  const int64_t* ids = ids_tensor.data_ptr<int64_t>();
   float* out = token_logprob.data_ptr<float>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, rows.scalar_type(), "step_score_cpu", [&] {
     const scalar_t* base = rows.data_ptr<scalar_t>();
@@ -73,33 +57,30 @@ std::tuple<at::Tensor, at::Tensor> step_score_cpu(const at::Tensor& logits, cons
     at::parallel_for(0, num_tokens, 1, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
         const scalar_t* row = base + t * row_stride;
-        const SoftmaxStats stats = row_softmax_stats(row, vocab, scale);
-        out[t] = static_cast<float>(row[ids[t]]) * scale - stats.logsumexp();
+        const SoftmaxStats stats = row_softmax_stats(row, vocab, temp);
+        out[t] = stats.logprob(static_cast<float>(row[ids[t]]) / temp);
       }
     });
   });
-  return {token_logprob, segment_mean_nll(token_logprob, inputs.offsets)};
+  return {token_logprob, segment_mean_nll(token_logprob, offsets)};
 }
 
 std::tuple<at::Tensor, at::Tensor> linear_step_score_cpu(const at::Tensor& hidden, const at::Tensor& lm_head,
                                                          const at::Tensor& token_ids, const at::Tensor& cu_seqlens,
                                                          double temperature, int64_t chunk) {
-  check_dim(hidden, "hidden", 2, "[T, H]");
-  check_linear_weight_layout(lm_head, "lm_head");  // [V, H] or panels [V / 16, H, 16]
-  check_float_dtype(hidden, "hidden");
-  check_same_dtype(lm_head, "lm_head", hidden, "hidden");
-  check_size(lm_head, "lm_head", 1, hidden.size(1), "hidden.size(1)");
-  TORCH_CHECK(chunk > 0, "chunk must be > 0, got ", chunk);
+  check_linear_score_inputs(hidden, lm_head, chunk);
+  check_cpu_targets(token_ids, hidden, "hidden");
   const int64_t num_tokens = hidden.size(0), vocab = linear_out_features(lm_head);
   // Panels are cut into tiles of whole panels.
   const int64_t tile_rows =
       is_weight_panels(lm_head) ? (chunk + kLinearPanelWidth - 1) / kLinearPanelWidth * kLinearPanelWidth : chunk;
-  const ScoreInputs inputs = check_score_inputs(token_ids, cu_seqlens, num_tokens, vocab, temperature);
-  const float scale = static_cast<float>(1.0 / temperature);
+  const at::Tensor offsets = check_score_targets(token_ids, cu_seqlens, num_tokens, vocab, temperature);
+  const at::Tensor ids_tensor = token_ids.contiguous();
+  const float temp = static_cast<float>(temperature);
   const at::Tensor hidden_f32 = hidden.to(at::kFloat).contiguous();
   std::vector<SoftmaxStats> stats(num_tokens);
   std::vector<float> token_logit(num_tokens, 0.0f);
-  const int64_t* ids = inputs.token_ids.data_ptr<int64_t>();
+  const int64_t* ids = ids_tensor.data_ptr<int64_t>();
   // Memory: one [T, chunk] logits tile and one [chunk, H] fp32 weight tile, whatever V is.
   for (int64_t start = 0; start < vocab; start += tile_rows) {
     const int64_t len = std::min(tile_rows, vocab - start);
@@ -110,15 +91,15 @@ std::tuple<at::Tensor, at::Tensor> linear_step_score_cpu(const at::Tensor& hidde
     at::parallel_for(0, num_tokens, 16, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
         const float* row = tile_data + t * len;
-        stats[t].add(row, len, scale);
+        stats[t].add(row, len, temp);
         if (ids[t] >= start && ids[t] < start + len) token_logit[t] = row[ids[t] - start];
       }
     });
   }
   at::Tensor token_logprob = at::empty({num_tokens}, hidden.options().dtype(at::kFloat));
   float* out = token_logprob.data_ptr<float>();
-  for (int64_t t = 0; t < num_tokens; ++t) out[t] = token_logit[t] * scale - stats[t].logsumexp();
-  return {token_logprob, segment_mean_nll(token_logprob, inputs.offsets)};
+  for (int64_t t = 0; t < num_tokens; ++t) out[t] = stats[t].logprob(token_logit[t] / temp);
+  return {token_logprob, segment_mean_nll(token_logprob, offsets)};
 }
 
 }  // namespace

@@ -23,7 +23,8 @@ __global__ void __launch_bounds__(kRowThreads)
   if (threadIdx.x == 0) {
     const int64_t token = token_ids[t];
     float result = NAN;  // an id outside the vocabulary has no probability
-    if (token >= 0 && token < vocab) result = to_float(row[token]) / temperature - (acc.max + logf(acc.sum));
+    // (x - max) - log(sum), never x - (max + log(sum)): that sum rounds to the spacing of max.
+    if (token >= 0 && token < vocab) result = (to_float(row[token]) / temperature - acc.max) - logf(acc.sum);
     token_logprob[t] = result;
   }
 }

@@ -10,6 +10,7 @@ from typing import Optional
 import torch
 
 from a1_ext import ops
+from a1_ext.reference import GREEDY_TEMPERATURE
 from a1.models.attention_metadata import AttentionMetadata
 from a1.models.huge_pages import huge_page_zeros
 
@@ -51,9 +52,11 @@ def filtered_probs(
 ) -> torch.Tensor:
     """The rows `ops.sample` draws from, batched: softmax of logits / temperature after the top-k
     (ties kept) and top-p (token kept iff the mass of strictly likelier tokens is < top_p) filters
-    of a1_ext.reference.filtered_logits; a one-hot first argmax where temperature is 0."""
+    of a1_ext.reference.filtered_logits; a one-hot first argmax where the temperature is below the
+    ops' greedy threshold (as `sample` draws there)."""
     logits = logits.float()
-    vocab, greedy = logits.shape[1], temperature == 0
+    vocab = logits.shape[1]
+    greedy = temperature.float() < torch.tensor(GREEDY_TEMPERATURE, dtype=torch.float32)
     scaled = logits / torch.where(greedy, torch.ones_like(temperature), temperature).unsqueeze(1)
     use_k = (top_k > 0) & (top_k < vocab)
     if bool(use_k.any()):
