@@ -1,10 +1,16 @@
-"""`speculative_verify`: exact greedy cases, token-for-token agreement with the twin, convergence
-of the emitted tokens to the target distribution (vLLM's test), seeding, opcheck, misuse."""
+"""`speculative_verify`: exact greedy cases, token-for-token agreement with the twin (drafts drawn
+from the target, so accepted chains and bonus tokens are compared), chi-square tests of the emitted
+tokens against the filtered target (CPU and CUDA kernels and the twin), convergence to the target
+(vLLM's test), seeding, opcheck, misuse."""
+import math
+
 import pytest
 import torch
 
 import a1_ext  # noqa: F401
 from a1_ext import ops, reference
+from cuda_cases import cuda_skip_reason
+from sampling_checks import check_verify_distribution, on_device
 
 
 def _request_params(batch, temperature=1.0, top_k=0, top_p=1.0, offset=0):
@@ -48,20 +54,46 @@ def test_empty_drafts_emit_one_token():
     assert out.tolist() == [[5], [8]] and accepted.tolist() == [0, 0] and logprob.numel() == 0
 
 
+def _drafts_from_target(target, num_draft, params, draft_probs):
+    """Drafts a real draft model would propose: drawn from its q rows when given, else from the
+    request's filtered target row (argmax for greedy requests), so most are accepted and accepted
+    chains, rejections after them and bonus tokens all occur."""
+    g = torch.Generator().manual_seed(11)
+    drafts = []
+    for b, k in enumerate(num_draft):
+        d0 = sum(num_draft[:b])
+        for i in range(k):
+            row = target[d0 + b + i].float()
+            t, top_k, top_p = float(params["temperature"][b]), int(params["top_k"][b]), float(params["top_p"][b])
+            if t == 0.0:
+                drafts.append(int(row.argmax()))
+                continue
+            q = draft_probs[d0 + i] if draft_probs is not None else torch.softmax(
+                reference.filtered_logits(row, t, top_k, top_p), -1)
+            drafts.append(int(torch.multinomial(q, 1, generator=g)))
+    return torch.tensor(drafts, dtype=torch.int64)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("with_draft_probs", [False, True])
 @pytest.mark.parametrize("vocab", [111, 2000])
 def test_matches_twin_token_for_token(dtype, with_draft_probs, vocab):
     torch.manual_seed(vocab + with_draft_probs)
-    num_draft = [3, 0, 5, 1, 8, 2, 4, 4]
+    num_draft = [3, 0, 5, 1, 8, 2, 4, 4, 6, 3, 5, 2]
     batch, total = len(num_draft), sum(num_draft)
-    target = (torch.randn(total + batch, vocab) * 2).to(dtype)
-    draft_probs = torch.softmax(target[: total].float() + torch.randn(total, vocab), -1) if with_draft_probs else None
-    drafts = torch.randint(0, vocab, (total,))
+    # spread logits plus one likely token per row (p ~ 0.95), as a model has: drafts from such rows
+    # are mostly accepted, so chains of several accepted drafts and bonus tokens are compared too
+    target = torch.randn(total + batch, vocab) * 1.5
+    target[torch.arange(total + batch), torch.randint(0, vocab, (total + batch,))] += math.log(vocab) + 4
+    target = target.to(dtype)
+    starts = _cu(num_draft)[:-1].tolist()
+    draft_rows = torch.cat([target[d0 + b : d0 + b + k] for b, (d0, k) in enumerate(zip(starts, num_draft))])
+    draft_probs = torch.softmax(draft_rows.float() + 0.5 * torch.randn(total, vocab), -1) if with_draft_probs else None
     params = _request_params(batch, offset=77)
-    params["temperature"] = torch.tensor([0.0, 1.0, 0.7, 1.2, 1.0, 0.9, 1.0, 1.0])
-    params["top_k"] = torch.tensor([0, 0, 20, 0, 0, 5, 0, 0])
-    params["top_p"] = torch.tensor([1.0, 1.0, 1.0, 0.8, 1.0, 0.9, 1.0, 0.95])
+    params["temperature"] = torch.tensor([0.0, 1.0, 0.7, 1.2, 1.0, 0.9, 1.0, 1.0, 0.8, 0.0, 1.1, 0.6])
+    params["top_k"] = torch.tensor([0, 0, 20, 0, 0, 5, 0, 0, 3, 0, 50, 0])
+    params["top_p"] = torch.tensor([1.0, 1.0, 1.0, 0.8, 1.0, 0.9, 1.0, 0.95, 1.0, 1.0, 0.9, 0.7])
+    drafts = _drafts_from_target(target, num_draft, params, draft_probs)
     args = (target, drafts, _cu(num_draft), draft_probs)
     out, accepted, logprob = ops.speculative_verify(*args, **params)
     ref_out, ref_accepted, ref_logprob = reference.speculative_verify(*args, **params)
@@ -71,6 +103,13 @@ def test_matches_twin_token_for_token(dtype, with_draft_probs, vocab):
     for b in range(batch):
         n = int(accepted[b])
         assert (out[b, : n + 1] >= 0).all() and (out[b, n + 1 :] == -1).all()
+        assert torch.equal(out[b, :n], drafts[starts[b] : starts[b] + n])
+    # the comparison covered long accepted chains, bonus tokens after every draft, and rejections
+    sampled = params["temperature"] > 0
+    k = torch.tensor(num_draft)
+    assert bool(((accepted == k) & (k >= 3) & sampled).any()), accepted.tolist()
+    assert bool(((accepted < k) & (accepted >= 1) & sampled).any()), accepted.tolist()
+    assert bool(((accepted < k) & sampled).sum() >= 2), accepted.tolist()
 
 
 @pytest.mark.slow
@@ -98,6 +137,39 @@ def test_emitted_tokens_converge_to_target_distribution(with_draft_probs):
     reference_shrink = distances_to_references[0] / distances_to_references[-1]
     assert target_shrink > 20 * reference_shrink, (distances_to_target, distances_to_references)
     assert distances_to_target[-1] < 0.01
+
+
+# Requests per implementation: the twin loops in Python (~8 ms a request), so it runs fewer, on one case.
+VERIFY_REQUESTS = {"cpu": 30000, "cuda": 30000, "twin": 1200}
+FILTERS = [(0.7, 0, 1.0), (1.3, 0, 0.8), (0.8, 10, 0.9)]
+VERIFY_CASES = [(impl, draft, *f) for impl in VERIFY_REQUESTS for draft in ("q", "fixed") for f in FILTERS
+                if impl != "twin" or (draft, f) == ("q", FILTERS[-1])]
+
+
+def implementation(name: str):
+    if name == "twin":
+        return reference.speculative_verify
+    reason = cuda_skip_reason() if name == "cuda" else None
+    if reason:
+        pytest.skip(reason)
+    return on_device(ops.speculative_verify, name)
+
+
+@pytest.mark.parametrize("impl,draft,temperature,top_k,top_p", VERIFY_CASES)
+def test_emitted_tokens_follow_filtered_target(impl, draft, temperature, top_k, top_p):
+    """Two drafts per request, drawn from a q that over-proposes the target's runner-up token (and
+    puts mass on tokens the filters drop) or fixed (a deterministic draft: the likeliest token,
+    then a runner-up). Every emitted token, at each position the request reached, follows
+    transformers' warped target row: a rejected position resampled from p instead of
+    max(p - q, 0) over-weights the drafted tokens."""
+    g = torch.Generator().manual_seed(8)
+    vocab, k = 30, 2
+    target_rows = 2.5 * torch.randn(k + 1, vocab, generator=g)
+    q = 0.7 * torch.softmax(target_rows[:k] + 2 * torch.randn(k, vocab, generator=g), -1)
+    q[torch.arange(k), target_rows[:k].argsort(-1)[:, -2]] += 0.3
+    fixed = [int(target_rows[0].argmax()), int(target_rows[1].argsort()[-2])]
+    check_verify_distribution(implementation(impl), target_rows, q if draft == "q" else None,
+                              fixed if draft == "fixed" else None, temperature, top_k, top_p, VERIFY_REQUESTS[impl])
 
 
 def test_target_logprob_is_raw_log_softmax_of_every_draft():
