@@ -84,6 +84,20 @@ def on_device(op: Callable, device: str) -> Callable:
     return call
 
 
+def implementation(name: str, op: Callable, twin: Callable) -> Callable:
+    """The twin, or op on the CPU / on CUDA (skipping the test where CUDA cannot run)."""
+    if name == "twin":
+        return twin
+    if name == "cuda":
+        import pytest
+        from cuda_cases import cuda_skip_reason
+
+        reason = cuda_skip_reason()
+        if reason:
+            pytest.skip(reason)
+    return on_device(op, name)
+
+
 def check_sample_distribution(sample_fn: SampleFn, logits_row: torch.Tensor, temperature: float, top_k: int,
                               top_p: float, draws: int, seed: int = 17) -> None:
     """`draws` rows of the same logits, one seed each: the tokens follow the warped distribution."""

@@ -7,8 +7,8 @@ import torch
 
 import a1_ext  # noqa: F401
 from a1_ext import ops, reference
-from cuda_cases import cuda_skip_reason
-from sampling_checks import check_sample_distribution, on_device
+from sampling_checks import check_sample_distribution
+from sampling_checks import implementation as pick
 
 
 def _params(batch, temperature=1.0, top_k=0, top_p=1.0, seed=None, offset=0):
@@ -45,12 +45,7 @@ IMPLEMENTATIONS = {"cpu": 40000, "cuda": 40000, "twin": 4000}
 
 
 def implementation(name: str):
-    if name == "twin":
-        return reference.sample
-    reason = cuda_skip_reason() if name == "cuda" else None
-    if reason:
-        pytest.skip(reason)
-    return on_device(ops.sample, name)
+    return pick(name, ops.sample, reference.sample)
 
 
 @pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))

@@ -9,8 +9,8 @@ import torch
 
 import a1_ext  # noqa: F401
 from a1_ext import ops, reference
-from cuda_cases import cuda_skip_reason
-from sampling_checks import check_verify_distribution, on_device
+from sampling_checks import check_verify_distribution
+from sampling_checks import implementation as pick
 
 
 def _request_params(batch, temperature=1.0, top_k=0, top_p=1.0, offset=0):
@@ -147,12 +147,7 @@ VERIFY_CASES = [(impl, draft, *f) for impl in VERIFY_REQUESTS for draft in ("q",
 
 
 def implementation(name: str):
-    if name == "twin":
-        return reference.speculative_verify
-    reason = cuda_skip_reason() if name == "cuda" else None
-    if reason:
-        pytest.skip(reason)
-    return on_device(ops.speculative_verify, name)
+    return pick(name, ops.speculative_verify, reference.speculative_verify)
 
 
 @pytest.mark.parametrize("impl,draft,temperature,top_k,top_p", VERIFY_CASES)
