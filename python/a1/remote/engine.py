@@ -218,6 +218,8 @@ class RemoteEngine(SequenceTable):
         finish, stop_reason = cut.finish_reason, cut.stop_reason
         if finish is None:
             finish, stop_reason, token_ids = self._server_stop(generated, token_ids, params)
+            if logprobs is not None and len(logprobs) < len(token_ids):  # an EOS the server did not return
+                logprobs = logprobs + self._last_logprob(seq + token_ids)
         text = cut.text if cut.text is not None else self.tokenizer.decode(
             token_ids, skip_special_tokens=params.skip_special_tokens)
         self.metrics.num_generations += 1
@@ -232,6 +234,13 @@ class RemoteEngine(SequenceTable):
             del self.seqs[seq_id]
         return RequestOutput(seq_id, None, prompt_ids, [completion], True, metrics, pending.history_len)
 
+    def _last_logprob(self, ids: list[int]) -> list[float]:
+        """The log-prob of ids[-1] after the rest, asked of the server at once (llama.cpp stops at
+        an EOS without returning it or its log-prob, and self mode scores the step with it)."""
+        reply = self.transport.call("POST", self.url + self.protocol.score_path,
+                                    self.protocol.score_request(ids, len(ids) - 1), "score")
+        return self.protocol.parse_score(reply.body, ids, len(ids) - 1)
+
     def _server_stop(self, generated: Generation, token_ids: list[int], params: SamplingParams):
         """The server ended the generation before any of our rules fired on the tokens it returned."""
         if generated.finish_reason == "length":  # its own limit (a full context)
@@ -243,7 +252,8 @@ class RemoteEngine(SequenceTable):
             )
         if params.ignore_eos or not self.eos_token_ids:
             raise RemoteProtocolError(f"{self.name}: the server stopped for no reason its tokens show")
-        # an EOS the server did not return (llama.cpp never does): it joins the history, without a log-prob
+        # an EOS the server did not return (llama.cpp never does): it joins the history (its log-prob, where
+        # asked, comes from one scoring request: _last_logprob)
         eos = generated.stop_hint if generated.stop_hint in self.eos_token_ids else self.eos_token_ids[0]
         return "stop", eos, token_ids + [eos]
 

@@ -189,6 +189,24 @@ def test_generated_steps_end_at_the_stop_token(engine, smollm2_llm):
     assert out.token_ids[:4] == local.token_ids[:4]  # greedy: the same first tokens despite llama.cpp's numerics
 
 
+def test_an_eos_the_server_does_not_return_gets_its_log_prob(engine, smollm2_llm):
+    """llama.cpp stops at an EOS without naming it: the EOS joins the step with its log-prob (self
+    mode scores a step from its generation log-probs), as the embedded engine gives it."""
+    tokenizer = engine.tokenizer
+    prompt = chat(tokenizer, "Say hello.")
+    params = SamplingParams(temperature=0.0, max_tokens=64, logprobs=True)
+    engine.add_request(prompt, params)
+    outputs = []
+    while engine.has_unfinished():
+        outputs.extend(engine.step())
+    (out,) = outputs
+    ids, logprobs = out.token_ids, out.outputs[0].logprobs
+    assert out.finish_reason == "stop" and ids[-1] in engine.eos_token_ids, "the step must end at an EOS"
+    assert len(logprobs) == len(ids)
+    (local,) = smollm2_llm.score(prompt + ids[:-1], ids[-1:]).token_logprobs
+    assert logprobs[-1] == pytest.approx(local, abs=TOKEN_TOL)
+
+
 def test_a_history_the_server_tokenizes_differently_is_scored_by_text_span(engine, smollm2_llm):
     """The server computes on its own tokenization of the text; its log-probs come back onto ours
     by text span: one of our tokens spelling two of its tokens gets their sum, two of ours spelling
