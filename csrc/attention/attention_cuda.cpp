@@ -38,7 +38,7 @@ at::Tensor paged_attention_cuda(const at::Tensor& query_in, const at::Tensor& k_
   // The kernel reads query, caches and output in one dtype: a query of another dtype (the CPU
   // kernel takes it as is) is rounded to the caches' dtype, and the output comes back in query's.
   const auto cache_dtype = k_cache.scalar_type();
-  const auto kind = float_kind(k_cache, "k_cache");
+  const auto kind = checked_float_type(k_cache, "k_cache");
   const at::Tensor query_cast = query_in.scalar_type() == cache_dtype ? query_in : query_in.to(cache_dtype);
   const at::Tensor query = query_cast.stride(2) == 1 ? query_cast : query_cast.contiguous();
   at::Tensor out = query.new_empty({num_tokens, num_q_heads, head_dim}, query.options());

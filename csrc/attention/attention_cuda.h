@@ -12,7 +12,7 @@ struct PagedAttentionArgs {
   const void* query;
   int64_t q_stride_token, q_stride_head;
   void* out;
-  FloatKind kind;  // query, caches and out share it
+  FloatType kind;  // query, caches and out share it
   // caches [num_blocks, block_size, Hkv, D]: inner [block_size, Hkv, D] contiguous.
   const void* k_cache;
   const void* v_cache;

@@ -14,11 +14,11 @@ namespace a1 {
 namespace {
 
 cuda::TokenTensor token_tensor(const at::Tensor& t, const char* name) {
-  return {t.data_ptr(), float_kind(t, name), t.stride(0), t.stride(1), t.stride(2)};
+  return {t.data_ptr(), checked_float_type(t, name), t.stride(0), t.stride(1), t.stride(2)};
 }
 
 cuda::CacheTensor cache_tensor(const at::Tensor& t, const char* name) {
-  return {t.data_ptr(), float_kind(t, name), t.size(0), t.stride(0)};
+  return {t.data_ptr(), checked_float_type(t, name), t.size(0), t.stride(0)};
 }
 
 void reshape_and_cache_cuda(const at::Tensor& key, const at::Tensor& value, const at::Tensor& k_cache,

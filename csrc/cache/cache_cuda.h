@@ -10,7 +10,7 @@ namespace a1::cuda {
 // One K or V input [T, Hkv, D] with arbitrary element strides.
 struct TokenTensor {
   const void* data;
-  FloatKind kind;
+  FloatType kind;
   int64_t stride_token, stride_head, stride_dim;
 };
 
@@ -18,7 +18,7 @@ struct TokenTensor {
 // blocks are `stride_block` elements apart (so K and V may be views into one larger tensor).
 struct CacheTensor {
   void* data;
-  FloatKind kind;
+  FloatType kind;
   int64_t num_blocks, stride_block;
 };
 

@@ -146,21 +146,21 @@ __device__ __forceinline__ ArgMax block_argmax(ArgMax x, ArgMax* scratch) {
 
 }  // namespace a1::cuda
 
-// Instantiates `__VA_ARGS__` with `scalar_t` bound to the element type of a FloatKind.
+// Instantiates `__VA_ARGS__` with `scalar_t` bound to the element type of a FloatType.
 #define A1_DISPATCH_FLOAT(kind, ...)                                \
   do {                                                              \
     switch (kind) {                                                 \
-      case ::a1::cuda::FloatKind::kFloat32: {                       \
+      case ::a1::FloatType::kFloat32: {                       \
         using scalar_t = float;                                     \
         __VA_ARGS__;                                                \
         break;                                                      \
       }                                                             \
-      case ::a1::cuda::FloatKind::kFloat16: {                       \
+      case ::a1::FloatType::kFloat16: {                       \
         using scalar_t = __half;                                    \
         __VA_ARGS__;                                                \
         break;                                                      \
       }                                                             \
-      case ::a1::cuda::FloatKind::kBFloat16: {                      \
+      case ::a1::FloatType::kBFloat16: {                      \
         using scalar_t = __nv_bfloat16;                             \
         __VA_ARGS__;                                                \
         break;                                                      \

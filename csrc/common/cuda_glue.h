@@ -11,16 +11,9 @@
 
 namespace a1 {
 
-inline cuda::FloatKind float_kind(const at::Tensor& t, const char* name) {
+inline FloatType checked_float_type(const at::Tensor& t, const char* name) {
   check_float_dtype(t, name);
-  switch (t.scalar_type()) {
-    case at::kHalf:
-      return cuda::FloatKind::kFloat16;
-    case at::kBFloat16:
-      return cuda::FloatKind::kBFloat16;
-    default:
-      return cuda::FloatKind::kFloat32;
-  }
+  return float_type_of(t);
 }
 
 // A tensor the kernel reads or writes in place: must already be on `device` (a CUDA device).

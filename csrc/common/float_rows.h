@@ -8,11 +8,9 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/float_type.h"
+
 namespace a1 {
-
-enum class FloatType : int { kFloat32, kBFloat16, kFloat16 };
-
-inline int float_type_size(FloatType type) { return type == FloatType::kFloat32 ? 4 : 2; }
 
 inline float bf16_to_float(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
 

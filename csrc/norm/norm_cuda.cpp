@@ -17,7 +17,7 @@ void check_cuda(const at::Tensor& x) {
 at::Tensor rms_norm_cuda(const at::Tensor& x_in, const at::Tensor& weight_in, double eps) {
   check_norm_inputs(x_in, weight_in, eps);
   check_cuda(x_in);
-  const auto kind = float_kind(x_in, "x");
+  const auto kind = checked_float_type(x_in, "x");
   c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.stride(1) == 1 ? x_in : x_in.contiguous();
   const at::Tensor weight = weight_in.contiguous();
@@ -33,7 +33,7 @@ void fused_add_rms_norm_cuda(const at::Tensor& x, const at::Tensor& residual, co
   check_norm_inputs(x, weight_in, eps);
   check_cuda(x);
   check_fused_residual(x, residual);
-  const auto kind = float_kind(x, "x");
+  const auto kind = checked_float_type(x, "x");
   c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor weight = weight_in.contiguous();
   const cuda::NormRowsArgs args{x.data_ptr(), x.stride(0), residual.data_ptr(), residual.stride(0), weight.data_ptr(),

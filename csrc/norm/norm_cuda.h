@@ -18,7 +18,7 @@ struct NormRowsArgs {
   const void* weight;    // [hidden], contiguous
   void* out;
   int64_t out_row_stride;
-  FloatKind kind;        // of every tensor above
+  FloatType kind;        // of every tensor above
   int64_t num_rows, hidden;
   float eps;
 };

@@ -54,7 +54,7 @@ __global__ void __launch_bounds__(kMaxPointwiseThreads)
 
 }  // namespace
 
-LaunchStatus launch_silu_and_mul(const void* x, int64_t x_row_stride, void* out, int64_t out_row_stride, FloatKind kind,
+LaunchStatus launch_silu_and_mul(const void* x, int64_t x_row_stride, void* out, int64_t out_row_stride, FloatType kind,
                                  int64_t num_rows, int64_t width, cudaStream_t stream) {
   if (num_rows == 0 || width == 0) return 0;
   A1_DISPATCH_FLOAT(kind, {

@@ -18,7 +18,7 @@ void check_cuda(const at::Tensor& x) {
 at::Tensor silu_and_mul_cuda(const at::Tensor& x_in) {
   check_silu_and_mul_input(x_in);
   check_cuda(x_in);
-  const auto kind = float_kind(x_in, "x");
+  const auto kind = checked_float_type(x_in, "x");
   c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.stride(1) == 1 ? x_in : x_in.contiguous();
   const int64_t num_rows = x.size(0), width = x.size(1) / 2;
@@ -32,7 +32,7 @@ at::Tensor silu_and_mul_cuda(const at::Tensor& x_in) {
 void rotary_embedding_cuda(const at::Tensor& x, const at::Tensor& cos_in, const at::Tensor& sin_in) {
   check_rotary_inputs(x, cos_in, sin_in);
   check_cuda(x);
-  const auto kind = float_kind(x, "x");
+  const auto kind = checked_float_type(x, "x");
   c10::cuda::CUDAGuard guard(x.device());
   const auto [cos, sin] = rotary_tables(cos_in, sin_in);
   const cuda::RotaryArgs args{x.data_ptr(),  x.stride(0), x.stride(1), cos.data_ptr(), sin.data_ptr(),

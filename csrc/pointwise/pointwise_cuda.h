@@ -10,7 +10,7 @@ namespace a1::cuda {
 
 // out[t, i] = silu(x[t, i]) * x[t, width + i], silu's result rounded to the dtype before the
 // multiply. Rows of x [num_rows, 2 * width] and out [num_rows, width] are contiguous.
-LaunchStatus launch_silu_and_mul(const void* x, int64_t x_row_stride, void* out, int64_t out_row_stride, FloatKind kind,
+LaunchStatus launch_silu_and_mul(const void* x, int64_t x_row_stride, void* out, int64_t out_row_stride, FloatType kind,
                                  int64_t num_rows, int64_t width, cudaStream_t stream);
 
 struct RotaryArgs {
@@ -19,7 +19,7 @@ struct RotaryArgs {
   const void* cos;  // [T, D], D contiguous; sin shares the row stride
   const void* sin;
   int64_t table_token_stride;
-  FloatKind kind;  // of x, cos and sin
+  FloatType kind;  // of x, cos and sin
   int64_t num_tokens, num_heads, head_dim;  // head_dim even
 };
 

@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(kSampleThreads)
 
 }  // namespace
 
-LaunchStatus launch_sample(const void* logits, FloatKind kind, int64_t row_stride, int64_t rows, int64_t vocab,
+LaunchStatus launch_sample(const void* logits, FloatType kind, int64_t row_stride, int64_t rows, int64_t vocab,
                            const SamplingParams& params, int64_t* ids, float* logprob, cudaStream_t stream) {
   if (rows == 0) return 0;
   A1_DISPATCH_FLOAT(kind, {

@@ -43,7 +43,7 @@ std::tuple<at::Tensor, at::Tensor> sample_cuda(const at::Tensor& logits_in, cons
                                                const at::Tensor& top_k, const at::Tensor& top_p,
                                                const at::Tensor& seed, const at::Tensor& offset) {
   check_sampling_logits(logits_in, "logits", "[B, V]");
-  const auto kind = float_kind(logits_in, "logits");
+  const auto kind = checked_float_type(logits_in, "logits");
   const auto device = logits_in.device();
   TORCH_CHECK(device.is_cuda(), "logits must be a CUDA tensor, got ", device);
   const at::Tensor logits = logits_in.stride(1) == 1 ? logits_in : logits_in.contiguous();
@@ -65,7 +65,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> speculative_verify_cuda(
     const std::optional<at::Tensor>& draft_probs_in, const at::Tensor& temperature, const at::Tensor& top_k,
     const at::Tensor& top_p, const at::Tensor& seed, const at::Tensor& offset) {
   check_sampling_logits(target_in, "target_logits", "[sum(k_b + 1), V]");
-  const auto kind = float_kind(target_in, "target_logits");
+  const auto kind = checked_float_type(target_in, "target_logits");
   const auto device = target_in.device();
   TORCH_CHECK(device.is_cuda(), "target_logits must be a CUDA tensor, got ", device);
   const int64_t vocab = target_in.size(1);
@@ -102,7 +102,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> speculative_verify_cuda(
                         drafts.data_ptr<int64_t>(),
                         cu_device.data_ptr<int64_t>(),
                         draft_probs.defined() ? draft_probs.data_ptr() : nullptr,
-                        draft_probs.defined() ? float_kind(draft_probs, "draft_probs") : cuda::FloatKind::kFloat32,
+                        draft_probs.defined() ? checked_float_type(draft_probs, "draft_probs") : FloatType::kFloat32,
                         draft_probs.defined() ? draft_probs.stride(0) : 0,
                         batch,
                         target.size(0),

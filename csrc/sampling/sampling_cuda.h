@@ -20,17 +20,17 @@ struct SamplingParams {
 // sample: ids[b] = greedy argmax or the exponential race over the filtered row b
 // (purpose kSampleRace, position 0); logprob[b] = log_softmax(logits[b])[ids[b]] (raw logits).
 // A row with a NaN or +inf or nothing above -inf gets ids[b] = -1 (the glue refuses the call).
-LaunchStatus launch_sample(const void* logits, FloatKind kind, int64_t row_stride, int64_t rows, int64_t vocab,
+LaunchStatus launch_sample(const void* logits, FloatType kind, int64_t row_stride, int64_t rows, int64_t vocab,
                            const SamplingParams& params, int64_t* ids, float* logprob, cudaStream_t stream);
 
 struct VerifyInputs {
   const void* target_logits;  // [R = sum(k_b + 1), V]
-  FloatKind target_kind;
+  FloatType target_kind;
   int64_t target_stride;
   const int64_t* draft_token_ids;  // [sum k_b]
   const int64_t* cu_num_draft;     // [B + 1], on the device, validated by the glue
   const void* draft_probs;         // [sum k_b, V] or nullptr (deterministic draft: q = one-hot)
-  FloatKind draft_kind;
+  FloatType draft_kind;
   int64_t draft_stride;
   int64_t batch, rows, vocab;
 };

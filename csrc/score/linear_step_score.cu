@@ -61,7 +61,7 @@ LaunchStatus launch_linear_step_score(const LinearScoreInputs& in, int64_t vocab
     // All-ones bytes are a NaN: the token logit of an out-of-vocabulary id stays NaN.
     cudaError_t err = cudaMemsetAsync(token_logit, 0xFF, sizeof(float) * T, stream);
     if (err != cudaSuccess) return static_cast<LaunchStatus>(err);
-    const size_t elem = in.kind == FloatKind::kFloat32 ? 4 : 2;
+    const size_t elem = in.kind == FloatType::kFloat32 ? 4 : 2;
     const bool vec_ok = elem == 2 && in.hidden_size % 8 == 0 && aligned16(in.hidden) && aligned16(in.lm_head) &&
                         (in.hidden_stride * elem) % 16 == 0 && (in.lm_head_stride * elem) % 16 == 0;
     for (int64_t begin = 0; begin < in.vocab; begin += vocab_per_launch) {

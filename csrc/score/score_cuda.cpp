@@ -43,7 +43,7 @@ ScoreSetup setup_score(const at::Tensor& like, int64_t num_tokens, int64_t vocab
 std::tuple<at::Tensor, at::Tensor> step_score_cuda(const at::Tensor& logits_in, const at::Tensor& token_ids,
                                                    const at::Tensor& cu_seqlens, double temperature) {
   check_score_logits(logits_in);
-  const auto kind = float_kind(logits_in, "logits");
+  const auto kind = checked_float_type(logits_in, "logits");
   TORCH_CHECK(logits_in.device().is_cuda(), "logits must be a CUDA tensor, got ", logits_in.device());
   const at::Tensor logits = logits_in.stride(1) == 1 ? logits_in : logits_in.contiguous();
   c10::cuda::CUDAGuard guard(logits.device());
@@ -58,7 +58,7 @@ std::tuple<at::Tensor, at::Tensor> linear_step_score_cuda(const at::Tensor& hidd
                                                           const at::Tensor& token_ids, const at::Tensor& cu_seqlens,
                                                           double temperature, int64_t chunk) {
   check_linear_score_inputs(hidden_in, lm_head_in, chunk);
-  const auto kind = float_kind(hidden_in, "hidden");
+  const auto kind = checked_float_type(hidden_in, "hidden");
   const auto device = hidden_in.device();
   TORCH_CHECK(device.is_cuda(), "hidden must be a CUDA tensor, got ", device);
   const at::Tensor hidden = hidden_in.stride(1) == 1 ? hidden_in : hidden_in.contiguous();

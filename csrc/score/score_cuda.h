@@ -18,7 +18,7 @@ struct ScoreOutputs {
 
 // token_logprob[t] = log_softmax(logits[t] / temperature)[token_ids[t]] (NaN for an id outside
 // [0, V)), one CTA per row with an online max/sum-exp; then the segment means.
-LaunchStatus launch_step_score(const void* logits, FloatKind kind, int64_t row_stride, int64_t num_tokens,
+LaunchStatus launch_step_score(const void* logits, FloatType kind, int64_t row_stride, int64_t num_tokens,
                                int64_t vocab, float temperature, const ScoreOutputs& out, cudaStream_t stream);
 
 // step_nll from token_logprob (shared by both scoring ops).
@@ -30,7 +30,7 @@ LaunchStatus launch_segment_nll(const ScoreOutputs& out, int64_t num_tokens, cud
 struct LinearScoreInputs {
   const void* hidden;
   const void* lm_head;
-  FloatKind kind;  // hidden and lm_head share it
+  FloatType kind;  // hidden and lm_head share it
   int64_t hidden_stride, lm_head_stride;  // row strides (elements); the H dim is contiguous
   int64_t num_tokens, hidden_size, vocab;
   float temperature;

@@ -54,7 +54,7 @@ LaunchStatus launch_segment_nll(const ScoreOutputs& out, int64_t num_tokens, cud
   return static_cast<LaunchStatus>(cudaGetLastError());
 }
 
-LaunchStatus launch_step_score(const void* logits, FloatKind kind, int64_t row_stride, int64_t num_tokens,
+LaunchStatus launch_step_score(const void* logits, FloatType kind, int64_t row_stride, int64_t num_tokens,
                                int64_t vocab, float temperature, const ScoreOutputs& out, cudaStream_t stream) {
   if (num_tokens > 0) {
     A1_DISPATCH_FLOAT(kind, {

@@ -29,16 +29,16 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t count, cudaStream_t) {
   return cudaSuccess;
 }
 
-using a1::cuda::FloatKind;
+using a1::FloatType;
 
 int emu_reshape_and_cache(const void* key, const void* value, int kind, const int64_t* key_strides,
                           const int64_t* value_strides, void* k_cache, void* v_cache, int cache_kind,
                           int64_t num_blocks, int64_t k_stride_block, int64_t v_stride_block, const int64_t* slots,
                           int64_t num_tokens, int64_t block_size, int64_t num_heads, int64_t head_dim) {
-  const a1::cuda::TokenTensor k{key, FloatKind(kind), key_strides[0], key_strides[1], key_strides[2]};
-  const a1::cuda::TokenTensor v{value, FloatKind(kind), value_strides[0], value_strides[1], value_strides[2]};
-  const a1::cuda::CacheTensor kc{k_cache, FloatKind(cache_kind), num_blocks, k_stride_block};
-  const a1::cuda::CacheTensor vc{v_cache, FloatKind(cache_kind), num_blocks, v_stride_block};
+  const a1::cuda::TokenTensor k{key, FloatType(kind), key_strides[0], key_strides[1], key_strides[2]};
+  const a1::cuda::TokenTensor v{value, FloatType(kind), value_strides[0], value_strides[1], value_strides[2]};
+  const a1::cuda::CacheTensor kc{k_cache, FloatType(cache_kind), num_blocks, k_stride_block};
+  const a1::cuda::CacheTensor vc{v_cache, FloatType(cache_kind), num_blocks, v_stride_block};
   return a1::cuda::launch_reshape_and_cache(k, v, kc, vc, slots, num_tokens, block_size, num_heads, head_dim, nullptr);
 }
 
@@ -58,7 +58,7 @@ int emu_paged_attention(const void* query, void* out, int kind, const void* k_ca
   a.q_stride_token = ints[0];
   a.q_stride_head = ints[1];
   a.out = out;
-  a.kind = FloatKind(kind);
+  a.kind = FloatType(kind);
   a.k_cache = k_cache;
   a.v_cache = v_cache;
   a.k_stride_block = ints[2];
@@ -90,20 +90,20 @@ int64_t emu_paged_attention_splits(int64_t num_tokens, int64_t num_q_heads, int6
 int emu_rms_norm(const void* x, int64_t x_stride, void* residual, int64_t residual_stride, const void* weight,
                  void* out, int64_t out_stride, int kind, int64_t num_rows, int64_t hidden, float eps) {
   const a1::cuda::NormRowsArgs args{x, x_stride, residual, residual_stride, weight, out, out_stride,
-                                    FloatKind(kind), num_rows, hidden, eps};
+                                    FloatType(kind), num_rows, hidden, eps};
   return residual == nullptr ? a1::cuda::launch_rms_norm(args, nullptr)
                              : a1::cuda::launch_fused_add_rms_norm(args, nullptr);
 }
 
 int emu_silu_and_mul(const void* x, int64_t x_stride, void* out, int64_t out_stride, int kind, int64_t num_rows,
                      int64_t width) {
-  return a1::cuda::launch_silu_and_mul(x, x_stride, out, out_stride, FloatKind(kind), num_rows, width, nullptr);
+  return a1::cuda::launch_silu_and_mul(x, x_stride, out, out_stride, FloatType(kind), num_rows, width, nullptr);
 }
 
 // strides: [x_token, x_head, table_token]
 int emu_rotary_embedding(void* x, int kind, const int64_t* strides, const void* cos, const void* sin,
                          int64_t num_tokens, int64_t num_heads, int64_t head_dim) {
-  const a1::cuda::RotaryArgs args{x, strides[0], strides[1], cos, sin, strides[2], FloatKind(kind),
+  const a1::cuda::RotaryArgs args{x, strides[0], strides[1], cos, sin, strides[2], FloatType(kind),
                                   num_tokens, num_heads, head_dim};
   return a1::cuda::launch_rotary_embedding(args, nullptr);
 }
@@ -112,7 +112,7 @@ int emu_step_score(const void* logits, int kind, int64_t row_stride, int64_t num
                    float temperature, const int64_t* token_ids, const int64_t* cu_seqlens, int64_t num_segments,
                    float* token_logprob, float* step_nll) {
   const a1::cuda::ScoreOutputs out{token_ids, cu_seqlens, num_segments, token_logprob, step_nll};
-  return a1::cuda::launch_step_score(logits, FloatKind(kind), row_stride, num_tokens, vocab, temperature, out,
+  return a1::cuda::launch_step_score(logits, FloatType(kind), row_stride, num_tokens, vocab, temperature, out,
                                      nullptr);
 }
 
@@ -120,7 +120,7 @@ int emu_linear_step_score(const void* hidden, const void* lm_head, int kind, int
                           int64_t lm_head_stride, int64_t num_tokens, int64_t hidden_size, int64_t vocab,
                           float temperature, int64_t chunk, const int64_t* token_ids, const int64_t* cu_seqlens,
                           int64_t num_segments, float* token_logprob, float* step_nll) {
-  const a1::cuda::LinearScoreInputs in{hidden, lm_head, FloatKind(kind), hidden_stride, lm_head_stride,
+  const a1::cuda::LinearScoreInputs in{hidden, lm_head, FloatType(kind), hidden_stride, lm_head_stride,
                                        num_tokens, hidden_size, vocab, temperature};
   const a1::cuda::ScoreOutputs out{token_ids, cu_seqlens, num_segments, token_logprob, step_nll};
   const int64_t per_launch = a1::cuda::linear_score_vocab_per_launch(num_tokens, vocab, chunk);
@@ -132,7 +132,7 @@ int emu_sample(const void* logits, int kind, int64_t row_stride, int64_t rows, i
                const int64_t* top_k, const float* top_p, const int64_t* seed, const int64_t* offset, int64_t* ids,
                float* logprob) {
   const a1::cuda::SamplingParams params{temperature, top_k, top_p, seed, offset};
-  return a1::cuda::launch_sample(logits, FloatKind(kind), row_stride, rows, vocab, params, ids, logprob, nullptr);
+  return a1::cuda::launch_sample(logits, FloatType(kind), row_stride, rows, vocab, params, ids, logprob, nullptr);
 }
 
 int emu_speculative_verify(const void* target, int target_kind, int64_t target_stride, const int64_t* drafts,
@@ -140,8 +140,8 @@ int emu_speculative_verify(const void* target, int target_kind, int64_t target_s
                            int64_t batch, int64_t rows, int64_t vocab, const float* temperature, const int64_t* top_k,
                            const float* top_p, const int64_t* seed, const int64_t* offset, int64_t* out_ids,
                            int64_t width, int64_t* num_accepted, float* target_logprob) {
-  const a1::cuda::VerifyInputs in{target,       FloatKind(target_kind), target_stride, drafts, cu_num_draft,
-                                  draft_probs,  FloatKind(draft_kind),  draft_stride,  batch,  rows,
+  const a1::cuda::VerifyInputs in{target,       FloatType(target_kind), target_stride, drafts, cu_num_draft,
+                                  draft_probs,  FloatType(draft_kind),  draft_stride,  batch,  rows,
                                   vocab};
   const a1::cuda::SamplingParams params{temperature, top_k, top_p, seed, offset};
   const a1::cuda::VerifyOutputs out{out_ids, width, num_accepted, target_logprob};
