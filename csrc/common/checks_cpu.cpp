@@ -2,11 +2,40 @@
 
 #include <ATen/ATen.h>
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
 #include <algorithm>
+#include <atomic>
+#include <limits>
 
 namespace a1 {
 
 namespace {
+
+// One branch-free pass per thread over a CPU tensor (draft_probs is [k, V]: a chain of torch ops
+// over it, with their boolean temporaries, cost more than the verification itself).
+template <typename T>
+bool chunk_finite_nonnegative(const T* data, int64_t begin, int64_t end) {
+  unsigned bad = 0;
+  for (int64_t i = begin; i < end; ++i) {
+    const float v = static_cast<float>(data[i]);
+    bad |= static_cast<unsigned>(!(v >= 0.0f)) | static_cast<unsigned>(v > std::numeric_limits<float>::max());
+  }
+  return bad == 0;
+}
+
+bool all_finite_nonnegative_cpu(const at::Tensor& flat) {
+  const at::Tensor values = flat.contiguous();
+  std::atomic<bool> ok{true};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, values.scalar_type(), "check_finite_nonnegative", [&] {
+    const scalar_t* data = values.const_data_ptr<scalar_t>();
+    at::parallel_for(0, values.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+      if (!chunk_finite_nonnegative(data, begin, end)) ok.store(false, std::memory_order_relaxed);
+    });
+  });
+  return ok.load();
+}
 
 void check_offset_values(const int64_t* data, int64_t n, const char* name, int64_t total, const char* total_name) {
   TORCH_CHECK(n >= 1, name, " must have B+1 >= 1 entries");
@@ -59,8 +88,11 @@ void check_index_range(const at::Tensor& t, const char* name, int64_t bound) {
 void check_finite_nonnegative(const at::Tensor& t, const char* name) {
   if (t.numel() == 0) return;
   const at::Tensor flat = t.reshape({-1});
+  if (flat.device().is_cpu() ? all_finite_nonnegative_cpu(flat) : !at::logical_not(at::isfinite(flat).logical_and_(
+          flat.ge(0))).any().item<bool>()) {
+    return;
+  }
   const at::Tensor bad = at::logical_not(at::isfinite(flat).logical_and_(flat.ge(0)));
-  if (!bad.any().item<bool>()) return;
   int64_t rest = at::nonzero(bad)[0][0].item<int64_t>();
   const double value = flat[rest].item<double>();
   std::vector<int64_t> index(t.dim());  // the flat position as one index per dim, for the message

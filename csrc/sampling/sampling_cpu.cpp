@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include <atomic>
+#include <cmath>
 #include <optional>
 #include <utility>
 
@@ -110,15 +111,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> speculative_verify_cpu(
     for (int64_t b = begin; b < end; ++b) {
       const int64_t first = offsets[b], num_draft = offsets[b + 1] - offsets[b];
       const float* target_rows = row_base + (first + b) * vocab;
-      bool usable = true;
-      for (int64_t i = 0; i <= num_draft; ++i) usable = usable && row_has_finite_max(target_rows + i * vocab, vocab);
+      // A draft row's softmax statistics tell whether it is usable (a NaN, +inf or no value above
+      // -inf leaves a non-finite max or sum): no extra pass over it; the bonus row gets its own.
+      bool usable = row_has_finite_max(target_rows + num_draft * vocab, vocab);
+      for (int64_t i = 0; i < num_draft && usable; ++i) {
+        const float* row = target_rows + i * vocab;
+        const SoftmaxStats stats = row_softmax_stats(row, vocab, 1.0f);
+        usable = std::isfinite(stats.max) && std::isfinite(stats.sum);
+        logprob[first + i] = stats.logprob(row[draft_base[first + i]]);
+      }
       if (!usable) {  // refused below, after the workers are done
         unusable_row = true;
         continue;
-      }
-      for (int64_t i = 0; i < num_draft; ++i) {
-        const float* row = target_rows + i * vocab;
-        logprob[first + i] = row_softmax_stats(row, vocab, 1.0f).logprob(row[draft_base[first + i]]);
       }
       accepted[b] = verify_request(target_rows, vocab, draft_base + first, num_draft,
                                    q_base != nullptr ? q_base + first * vocab : nullptr, row_params(params, b), scratch,

@@ -171,15 +171,18 @@ def test_sample_refuses_a_row_that_is_not_a_distribution(impl, bad, temperature)
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("bad", list(BAD_ROWS))
 @pytest.mark.parametrize("temperature", [0.0, 0.8])
-def test_speculative_verify_refuses_a_target_row_that_is_not_a_distribution(impl, bad, temperature):
-    rows = torch.randn(5, 30, generator=torch.Generator().manual_seed(2))  # request 0: rows 0-2, request 1: 3-4
-    BAD_ROWS[bad](rows[3])
+@pytest.mark.parametrize("row", [1, 2, 3, 4])  # request 0: drafts 0-1, bonus 2; request 1: draft 3, bonus 4
+def test_speculative_verify_refuses_a_target_row_that_is_not_a_distribution(impl, bad, temperature, row):
+    rows = torch.randn(5, 30, generator=torch.Generator().manual_seed(2))
+    BAD_ROWS[bad](rows[row])
     args = (rows, torch.tensor([1, 2, 3]), torch.tensor([0, 2, 3]), None, *params(2, temperature))
+    request = 0 if row < 3 else 1
     if impl == "emulated":  # the kernel flags the request (num_accepted -1) for the glue
         out_ids, num_accepted, _ = _emu().speculative_verify(*args)
-        assert num_accepted.tolist()[1] == -1 and num_accepted[0] >= 0 and bool((out_ids[1] == -1).all())
+        assert num_accepted.tolist()[request] == -1 and num_accepted[1 - request] >= 0
+        assert bool((out_ids[request] == -1).all())
         return
-    with pytest.raises(RuntimeError, match=r"target_logits\[3\] is not a distribution to sample from"):
+    with pytest.raises(RuntimeError, match=rf"target_logits\[{row}\] is not a distribution to sample from"):
         call(impl, "speculative_verify", *args)
 
 
