@@ -154,7 +154,7 @@ class LLMEngine:
             raise KeyError(f"seq_id {seq_id} is not a live sequence")
         self.scheduler.abort(seq)
         # an output already made for it (an empty score) must not surface later
-        self._ready[:] = [out for out in self._ready if getattr(out, "seq_id", None) != seq_id]  # in place: score() extends it
+        self._drop_ready_score(seq_id)
 
     def cancel(self, seq_id: int, num_tokens: Optional[int] = None) -> None:
         """Undo a request whose caller gave up, whatever its state (queued, running, finished). With
@@ -170,10 +170,14 @@ class LLMEngine:
             return
         if seq.task is not None:
             self.scheduler.drop_task(seq)
-        self._ready[:] = [out for out in self._ready if getattr(out, "seq_id", None) != seq_id]
+        self._drop_ready_score(seq_id)
         # even at its full length: blocks taken ahead for tokens not computed yet go back, and the
         # prefix blocks it was computing are no longer in flight (others would wait for them)
         self.truncate(seq_id, min(num_tokens, len(seq)))
+
+    def _drop_ready_score(self, seq_id: int) -> None:
+        """Forget a score made for seq_id but not yet returned (in place: score() extends the list)."""
+        self._ready[:] = [out for out in self._ready if getattr(out, "seq_id", None) != seq_id]
 
     def is_live(self, seq_id: int) -> bool:
         """Whether seq_id names a sequence of this engine (not yet freed, aborted or released)."""
@@ -308,7 +312,7 @@ class LLMEngine:
             finished = [self._fail(seq, err) for seq in batch.seqs]
             self.metrics.record_step(time.perf_counter() - t0, batch.total_tokens, self.block_manager.num_used_blocks)
             return finished
-        finally:  # release the partial tails copied from now, not at the next schedule(): there may be none
+        finally:  # the forward that copied the partial tails has run (the only place they are released)
             self.block_manager.copies_done()
         failed: dict[int, BaseException] = {seq.seq_id: err for seq, err in out.failed}
         for seq, n in zip(batch.seqs, batch.num_tokens):

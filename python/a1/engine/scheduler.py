@@ -115,7 +115,6 @@ class Scheduler:
 
     # ------------------------------------------------------------------ one step
     def schedule(self) -> ScheduledBatch:
-        self.bm.copies_done()  # the previous batch's forward has run
         batch, budget = ScheduledBatch(), self.max_num_batched_tokens
         i = 0
         while i < len(self.running) and budget > 0:  # running sequences first, oldest first
