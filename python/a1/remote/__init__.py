@@ -1,9 +1,9 @@
 """Remote backends: the A1 policy driving vLLM / SGLang / llama.cpp / `a1 serve` servers with the
 same code as the embedded engine. `RemoteLLM(target_url, draft_url, tokenizer=...)` goes where an
-a1.LLM goes (`a1.policy.generate(prompts, target=RemoteLLM(...))`); `RemoteEngine(url, tokenizer)`
-is one model's engine (the subset of LLMEngine the policy uses)."""
+a1.LLM goes (`a1.policy.generate(prompts, target=RemoteLLM(...))`); `RemoteBackend(url, tokenizer)`
+(alias RemoteEngine) is one model's backend (the subset of LLMEngine the policy uses)."""
 from .config import RemoteConfig
-from .engine import RemoteEngine
+from .engine import RemoteBackend, RemoteEngine
 from .errors import (
     RemoteAlignmentError, RemoteError, RemoteHTTPError, RemoteProtocolError, RemoteRequestError, RemoteSamplesFailed,
     RemoteUnavailableError,
@@ -12,6 +12,6 @@ from .llm import RemoteLLM
 from .metrics import RemoteMetrics
 
 __all__ = [
-    "RemoteAlignmentError", "RemoteConfig", "RemoteEngine", "RemoteError", "RemoteHTTPError", "RemoteLLM",
+    "RemoteAlignmentError", "RemoteBackend", "RemoteConfig", "RemoteEngine", "RemoteError", "RemoteHTTPError", "RemoteLLM",
     "RemoteMetrics", "RemoteProtocolError", "RemoteRequestError", "RemoteSamplesFailed", "RemoteUnavailableError",
 ]

@@ -1,5 +1,6 @@
-"""RemoteEngine: the part of LLMEngine the A1 policy uses, over a vLLM / SGLang / llama.cpp / a1
-serve server. Histories live here as token-id lists and travel as token ids (never re-tokenized):
+"""RemoteBackend (alias RemoteEngine): the part of LLMEngine the A1 policy uses, over a vLLM /
+SGLang / llama.cpp / a1 serve server. Histories live here as token-id lists and travel as token ids
+(re-tokenized only by servers that take text prompts, see text_spans.py):
 every request carries its sequence's whole history and the server's prefix cache reuses what it
 has seen, so rolling back is free (the next request sends the shorter history). Requests run
 concurrently on the transport's loop; step() waits (bounded) until one ends and returns what
@@ -28,8 +29,9 @@ from .stops import trim
 from .tokenizer import ClientTokenizer, load_tokenizer
 from .transport import Transport
 
-class RemoteEngine(SequenceTable):
-    """url: the server's base URL. tokenizer: a path / built-in name / tokenizer of the served
+class RemoteBackend(SequenceTable):
+    """One model's backend over a server: the subset of LLMEngine the policy uses (the embedded
+    engine is the other implementation). url: the server's base URL. tokenizer: a path / built-in name / tokenizer of the served
     model (see tokenizer.load_tokenizer). protocol: "auto" (probe the server), "openai" or
     "sglang". model: the served model the requests name (default: the server's first).
     max_model_len: default the server's, else the tokenizer config's. transport: shared with the
@@ -275,3 +277,5 @@ class RemoteEngine(SequenceTable):
         except RemoteError as err:
             raise RemoteRequestError([(self, "score", seq_id, err)]) from err
 
+
+RemoteEngine = RemoteBackend  # the name of its first releases (it mirrors LLMEngine's interface)

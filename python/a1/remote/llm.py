@@ -7,7 +7,7 @@ from typing import Optional
 from a1.engine.pair import PairEngine
 
 from .config import RemoteConfig
-from .engine import RemoteEngine
+from .engine import RemoteBackend
 from .tokenizer import load_tokenizer
 from .transport import Transport
 
@@ -29,12 +29,12 @@ class RemoteLLM:
         self.tokenizer = loaded.tokenizer
         self.transport = Transport(config)
         try:
-            target = RemoteEngine(target_url, loaded, protocol, model=target_model, max_model_len=max_model_len,
+            target = RemoteBackend(target_url, loaded, protocol, model=target_model, max_model_len=max_model_len,
                                   transport=self.transport, check_alignment=check_alignment)
             draft = None
             same = draft_url is None or (draft_url.rstrip("/") == target.url and draft_model in (None, target.model))
             if not same:
-                draft = RemoteEngine(draft_url, loaded, draft_protocol or protocol, model=draft_model,
+                draft = RemoteBackend(draft_url, loaded, draft_protocol or protocol, model=draft_model,
                                      max_model_len=max_model_len, transport=self.transport,
                                      check_alignment=check_alignment)
         except BaseException:

@@ -1,4 +1,4 @@
-"""RemoteEngine against an in-process a1 serve of the tiny character pair: the same tokens,
+"""RemoteBackend (a1.remote's public name of a remote model) against an in-process a1 serve of the tiny character pair: the same tokens,
 log-probs and stop decisions as the embedded engine, over both protocols (and llama.cpp's echo
 dialect, emulated), and LLMEngine's sequence bookkeeping."""
 from __future__ import annotations
@@ -9,13 +9,13 @@ import pytest
 
 from a1.engine.outputs import RequestOutput, ScoreResult
 from a1.engine.sampling_params import SamplingParams
-from a1.remote import RemoteEngine
+from a1.remote import RemoteBackend
 
 PROTOCOLS = ["openai", "sglang"]
 
 
 def remote(server, tokenizer, protocol, model="tiny-target", **kwargs):
-    return RemoteEngine(server.url, tokenizer, protocol, model=model, **kwargs)
+    return RemoteBackend(server.url, tokenizer, protocol, model=model, **kwargs)
 
 
 def run(engine, limit: int = 200) -> list:
