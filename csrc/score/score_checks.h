@@ -29,13 +29,15 @@ inline void check_linear_score_inputs(const at::Tensor& hidden, const at::Tensor
   TORCH_CHECK(chunk > 0, "chunk must be > 0, got ", chunk);
 }
 
-// temperature finite and > 0 (any positive value: the log-probs are exact at every scale);
+// temperature finite and > 0 as the float32 the kernels divide by (any such value: the log-probs are
+// exact at every scale; a double that rounds to 0 or inf in float32 would give NaN rows);
 // token_ids int64 [T] in [0, V); cu_seqlens int32/int64 [B+1] offsets into the T rows. Returns
 // cu_seqlens validated, as int64 on the CPU. Tensors on a GPU cost a host read (ids and offsets).
 inline at::Tensor check_score_targets(const at::Tensor& token_ids, const at::Tensor& cu_seqlens, int64_t num_tokens,
                                       int64_t vocab, double temperature) {
-  TORCH_CHECK(std::isfinite(temperature) && temperature > 0, "temperature must be a finite number > 0, got ",
-              temperature);
+  const float temperature_f = static_cast<float>(temperature);
+  TORCH_CHECK(std::isfinite(temperature_f) && temperature_f > 0,
+              "temperature must be finite and > 0 in float32, got ", temperature);
   check_dim(token_ids, "token_ids", 1, "[T]");
   check_dtype(token_ids, "token_ids", at::kLong);
   check_size(token_ids, "token_ids", 0, num_tokens, "the number of rows T");

@@ -11,122 +11,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from a1.cli_flags import (add_calibration_flag, add_data_flags, add_model_flags, add_policy_flags, policy_values,
+                          remote_values)
+from a1.policy.config import FIELDS as POLICY_FIELDS
+
 COMMANDS = ("calibrate", "eval", "generate", "bench", "report", "serve")
 USER_ERRORS = (ValueError, OSError, ImportError)  # shown as one line, no traceback
-
-
-# ---------------------------------------------------------------------------- flag value types
-def _number(kind: Callable, text: str):
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {'an int' if kind is int else 'a number'}, got {text!r}") from None
-    if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = _number(int, text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an int >= {minimum}, got {text!r}")
-        return value
-    parse.__name__ = f"int>={minimum}"
-    return parse
-
-
-def level(text: str) -> float:
-    value = _number(float, text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text!r}")
-    return value
-
-
-def top_p(text: str) -> float:
-    value = _number(float, text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
-    return value
-
-
-def temperature(text: str) -> float:
-    value = _number(float, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
-
-
-# ---------------------------------------------------------------------------- shared flag groups
-DEFAULT = " (default: %(default)s)"
-
-
-def add_model_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("models")
-    g.add_argument("--target", default="smollm2-135m",
-                   help="target model: a built-in name, an HF directory or a .gguf file" + DEFAULT)
-    g.add_argument("--draft", default="self",
-                   help="draft model of the same vocabulary, or 'self': the target drafts too" + DEFAULT)
-    g.add_argument("--target-url", default=None,
-                   help="drive a server instead of loading --target: vLLM, SGLang, llama.cpp or `a1 serve` "
-                        "(its tokenizer: --tokenizer, default --target)")
-    g.add_argument("--draft-url", default=None, help="the draft's server (default: self mode on --target-url)")
-    g.add_argument("--tokenizer", default=None,
-                   help="with --target-url: the served model's tokenizer (HF directory, GGUF or built-in name)")
-
-
-def add_data_flags(p: argparse.ArgumentParser, split: str) -> None:
-    from a1.data import DATASETS
-
-    g = p.add_argument_group("data")
-    src = g.add_mutually_exclusive_group()
-    src.add_argument("--dataset", default="gsm8k", choices=DATASETS,
-                     help=f"a bundled dataset, its {split} split" + DEFAULT)
-    src.add_argument("--data", metavar="FILE.jsonl",
-                     help="your own questions: JSONL with id, problem, answer (all of it is used)")
-    g.add_argument("--limit", type=int_at_least(1),
-                   help="first LIMIT questions (bundled sets are shuffled by --seed first)")
-
-
-def add_sampling_flags(p: argparse.ArgumentParser, samples: int = 16) -> None:
-    g = p.add_argument_group("sampling and steps (a calibration file must be made with the same ones)")
-    g.add_argument("--samples", type=int_at_least(1), default=samples, help="samples per question, N" + DEFAULT)
-    g.add_argument("--turns", type=int_at_least(1), default=32,
-                   help="most steps of a sample before its answer is forced" + DEFAULT)
-    g.add_argument("--step-tokens", type=int_at_least(1), default=64,
-                   help="most tokens of one step; a step also ends at a blank line" + DEFAULT)
-    g.add_argument("--max-tokens", type=int_at_least(1), default=1024,
-                   help="most tokens of a sample before its answer is forced" + DEFAULT)
-    g.add_argument("--min-tokens", type=int_at_least(0), default=0,
-                   help="an answer before this many tokens is dropped and 'Wait,' appended" + DEFAULT)
-    g.add_argument("--temperature", type=temperature, default=0.7, help=DEFAULT.strip())
-    g.add_argument("--top-p", type=top_p, default=0.95, help=DEFAULT.strip())
-    g.add_argument("--seed", type=int_at_least(0), default=0,
-                   help="seeds every sample (with its question id and index) and the question shuffle" + DEFAULT)
-    g.add_argument("--concurrency", type=int_at_least(1), default=8, help="questions in flight at once" + DEFAULT)
-
-
-def add_policy_flags(p: argparse.ArgumentParser) -> None:
-    from a1.eval.runner import METHODS
-
-    g = p.add_argument_group("policy")
-    g.add_argument("--method", choices=tuple(METHODS), default="a1",
-                   help="a1: asynchronous conformal test per sample; sync: per-question barrier, the worst ⌈αN⌉ "
-                        "taken over; target_only / draft_only: one model writes everything; reference: the "
-                        "original authors' rule" + DEFAULT)
-    g.add_argument("--alpha", type=level, default=0.1,
-                   help="takeover level α: the target takes over a fraction α of tested steps" + DEFAULT)
-    g.add_argument("--alpha-resample", type=level,
-                   help="upper level of the three-way rule: p in (α, this] redrafts the step (default: off)")
-    g.add_argument("--calibration", default="online", metavar="online|per-question|FILE",
-                   help="calibration scores: online (the run's earlier steps), per-question, or a file of "
-                        "`a1 calibrate`" + DEFAULT)
-    g.add_argument("--speculative-tokens", type=int_at_least(0), default=0, help="passed to the policy" + DEFAULT)
 
 
 # ---------------------------------------------------------------------------- the parser
@@ -142,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate on a math dataset. Writes DIR/run.json, samples.jsonl (one line per finished sample) "
                     "and summary.json; rerunning with the same --out resumes, other settings are refused.")
     add_policy_flags(p)
+    add_calibration_flag(p)
     add_data_flags(p, "test")
-    add_sampling_flags(p)
     add_model_flags(p)
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<dataset>-<method>-N<samples>-a<alpha>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -154,15 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "eval's exact sampling and step settings, and save every step's score for "
                     "`a1 eval --calibration FILE`.")
     add_data_flags(p, "calibration")
-    add_sampling_flags(p, samples=4)
+    add_policy_flags(p, defaults={"num_samples": 4}, with_method=False)
     add_model_flags(p)
     p.add_argument("--out", metavar="FILE", help="calibration file to write (default: calibration-<dataset>.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("generate", help="answer one prompt, streaming every step with its score, p-value and decision")
     p.add_argument("prompt", help="the question (sent as one user message of the chat template)")
-    add_policy_flags(p)
-    add_sampling_flags(p, samples=4)
+    add_policy_flags(p, defaults={"num_samples": 4})
+    add_calibration_flag(p)
     add_model_flags(p)
 
     p = sub.add_parser(
@@ -190,29 +84,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser, **extra):
-    """EvalSettings of the parsed flags; a value the settings refuse is a usage error (exit 2)."""
-    from a1.eval.runner import EvalSettings
+    """EvalSettings of the parsed flags (the method's preset, then the policy flags given); a value
+    the settings refuse is a usage error (exit 2)."""
+    from a1.eval.settings import EvalSettings
 
-    if getattr(args, "alpha_resample", None) is not None and args.alpha_resample < args.alpha:
-        parser.error(f"argument --alpha-resample: must be >= --alpha ({args.alpha}), got {args.alpha_resample}")
-    if args.min_tokens > args.max_tokens:
-        parser.error(f"argument --min-tokens: must be <= --max-tokens ({args.max_tokens}), got {args.min_tokens}")
-    fields = dict(
-        samples=args.samples, turns=args.turns, step_tokens=args.step_tokens, max_tokens=args.max_tokens,
-        min_tokens=args.min_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-        concurrency=args.concurrency, target=args.target, draft=args.draft, target_url=args.target_url,
-        draft_url=args.draft_url, tokenizer=args.tokenizer,
-    )
-    for name in ("method", "alpha", "alpha_resample", "calibration", "speculative_tokens", "dataset", "data", "limit"):
+    values = dict(policy_values(args), target=args.target, draft=args.draft, target_url=args.target_url,
+                  draft_url=args.draft_url, tokenizer=args.tokenizer, max_model_len=args.max_model_len,
+                  remote=remote_values(args))
+    for name in ("calibration", "dataset", "data", "limit"):
         if hasattr(args, name):
-            fields[name] = getattr(args, name)
+            values[name] = getattr(args, name)
     if hasattr(args, "no_progress"):
-        fields["progress"] = not args.no_progress
+        values["progress"] = not args.no_progress
     try:
-        return EvalSettings(**fields, **extra)
-    except FileNotFoundError as e:
-        flag = "--data" if str(e).startswith("data") else "--calibration"
-        parser.error(f"argument {flag}: {e}")
+        return EvalSettings.build(method=getattr(args, "method", "a1"), **values, **extra)
+    except (OSError, ValueError, TypeError) as e:
+        text = str(e)
+        for field, flag in (("data", "--data"), ("calibration", "--calibration")):
+            if text.startswith(field + ": "):  # "data: ..." -> "argument --data: ..."
+                parser.error(f"argument {flag}: {text[len(field) + 2:]}")
+        if text.startswith("calibration must be"):
+            parser.error(f"argument --calibration: {text}")
+        field = text.split(" ", 1)[0].rstrip(":")
+        if field in POLICY_FIELDS or field in ("max_model_len", "generate_timeout", "score_timeout",
+                                               "connect_timeout", "max_retries"):  # a check across policy fields ("min_tokens (20) must be <= ..."): name its flag
+            parser.error(f"argument --{field.replace('_', '-')}: {text}")
+        parser.error(text)
+
+
+def check_flag(parser: argparse.ArgumentParser, flag: str, check: Callable, *args) -> None:
+    """Run a start-up check of a flag's value (a1.eval.startup); its refusal is a usage error."""
+    try:
+        check(*args, name=f"argument {flag}")
     except ValueError as e:
         parser.error(str(e))
 
@@ -220,17 +123,22 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser, **e
 # ---------------------------------------------------------------------------- the commands
 def cmd_eval(args, parser, llm) -> int:
     from a1.eval.runner import run_eval
+    from a1.eval.startup import check_out_dir
 
     settings = settings_from(args, parser, out=args.out)
+    check_flag(parser, "--out", check_out_dir, settings.out_dir())
     run_eval(settings, llm=llm)
     return 0
 
 
 def cmd_calibrate(args, parser, llm) -> int:
     from a1.eval.calibrate import run_calibration
+    from a1.eval.startup import check_out_file
 
     settings = settings_from(args, parser)
-    run_calibration(settings, args.out or f"calibration-{settings.dataset_name}.json", llm=llm)
+    out = args.out or f"calibration-{settings.dataset_name}.json"
+    check_flag(parser, "--out", check_out_file, Path(out))  # in a second, not after the drafting
+    run_calibration(settings, out, llm=llm)
     return 0
 
 
@@ -253,16 +161,20 @@ def cmd_generate(args, parser, llm) -> int:
             print(head + " | " + text.replace("\n", "\\n"), flush=True)
         printed[sample.index] = len(records)
 
-    from a1.eval.runner import build_llm
+    from a1.eval.settings import build_llm
+    from a1.policy.generate import prepare
 
-    result = generate(args.prompt, target=llm or build_llm(settings), calibration=settings.calibration, chat=True,
-                      progress=False, on_step=on_step, **settings.policy_kwargs())[0]
+    llm = llm or build_llm(settings)
+    prepare(args.prompt, target=llm, config=settings.policy, calibration=settings.calibration, chat=True,
+            describe=lambda i: "the prompt")  # every refusal before anything streams
+    result = generate(args.prompt, target=llm, config=settings.policy, calibration=settings.calibration, chat=True,
+                      progress=False, on_step=on_step)[0]
     for sample in result.samples:
         print(f"sample {sample.index}: answer {sample.answer!r} ({sample.finish_reason}, {len(sample.token_ids)} "
               f"tokens: {sample.draft_tokens} draft, {sample.target_tokens} target)")
     rate = result.stats.get("takeover_rate")
     print(f"takeover rate: {'-' if rate is None else f'{rate:.3f}'} of {result.stats.get('tested', 0)} tested steps "
-          f"(alpha {settings.alpha:g})")
+          f"(alpha {settings.policy.alpha:g})")
     print(f"voted answer: {result.answer}")
     return 0
 
@@ -319,9 +231,12 @@ def cmd_bench(args, parser, llm) -> int:
 
 def cmd_report(args, parser, llm) -> int:
     from a1.eval.report import write_report
+    from a1.eval.startup import check_out_dir
 
     if not args.roofline_seconds > 0:
         parser.error(f"argument --roofline-seconds: must be > 0, got {args.roofline_seconds}")
+    if args.out is not None:
+        check_flag(parser, "--out", check_out_dir, Path(args.out))
     out = args.out or (args.runs[0] if len(args.runs) == 1 else "report")
     path = write_report(args.runs, out, roofline_seconds=args.roofline_seconds)
     print(f"wrote {path}")

@@ -128,7 +128,7 @@ class LLM:
             results = self._speculative.generate([token_ids for _, token_ids in items], params, use_tqdm=use_tqdm)
             for (prompt, _), out in zip(items, results):
                 out.prompt = prompt
-            return results
+            return _raise_failed(results)
         for i, ((_, token_ids), p) in enumerate(zip(items, params)):
             self.engine.check_request(token_ids, p, name=f"prompts[{i}]")
         ids: list[int] = []
@@ -158,12 +158,7 @@ class LLM:
                     self.engine.abort(seq_id)
             if bar is not None:
                 bar.close()
-        failed = [i for i, out in enumerate(results) if out.error is not None]
-        if failed:
-            raise RequestFailed(
-                f"generate: prompts {failed}", [(results[i].request_id, results[i].error) for i in failed], results
-            )
-        return results
+        return _raise_failed(results)
 
     def score(
         self,
@@ -209,6 +204,16 @@ class LLM:
         if self.num_speculative_tokens:
             metrics["speculative"] = self._speculative.metrics.as_dict()
         return metrics
+
+
+def _raise_failed(results: list[RequestOutput]) -> list[RequestOutput]:
+    """results, or RequestFailed naming the prompts whose requests failed (its .outputs: all of them)."""
+    failed = [i for i, out in enumerate(results) if out.error is not None]
+    if failed:
+        raise RequestFailed(
+            f"generate: prompts {failed}", [(results[i].request_id, results[i].error) for i in failed], results
+        )
+    return results
 
 
 def _name(spec, loaded) -> str:

@@ -53,8 +53,10 @@ SCORE = dict(logits=torch.randn(3, 50), token_ids=torch.tensor([0, 1, 2]), cu_se
     (dict(token_ids=torch.tensor([-1, 1, 2])), r"token_ids must be in \[0, 50\)"),
     (dict(cu_seqlens=torch.tensor([0, 2, 1, 3])), "cu_seqlens must be non-decreasing"),
     (dict(cu_seqlens=torch.tensor([0, 2])), r"cu_seqlens\[-1\] must equal"),
-    (dict(temperature=math.nan), "temperature must be a finite number > 0"),
-    (dict(temperature=-1.0), "temperature must be a finite number > 0"),
+    (dict(temperature=math.nan), "temperature must be finite and > 0 in float32"),
+    (dict(temperature=-1.0), "temperature must be finite and > 0 in float32"),
+    (dict(temperature=1e-50), "temperature must be finite and > 0 in float32"),  # 0 as the kernels' float
+    (dict(temperature=1e39), "temperature must be finite and > 0 in float32"),  # inf as the kernels' float
     (dict(logits=torch.randn(3, 0)), r"logits must have a non-empty vocabulary"),
     (dict(logits=torch.randn(3, 50).double()), "logits must be float32, bfloat16 or float16"),
 ])
@@ -70,7 +72,8 @@ LINEAR_SCORE = dict(hidden=torch.randn(3, 8), lm_head=torch.randn(50, 8), token_
 @pytest.mark.parametrize("change,match", [
     (dict(token_ids=torch.tensor([0, 1, 2], dtype=torch.int32)), "token_ids must be Long"),
     (dict(token_ids=torch.tensor([0, 1, 50])), r"token_ids must be in \[0, 50\)"),
-    (dict(temperature=math.inf), "temperature must be a finite number > 0"),
+    (dict(temperature=math.inf), "temperature must be finite and > 0 in float32"),
+    (dict(temperature=1e-50), "temperature must be finite and > 0 in float32"),
     (dict(chunk=0), "chunk must be > 0"),
     (dict(lm_head=torch.randn(50, 8).half()), "lm_head must have hidden's dtype"),
     (dict(lm_head=torch.randn(50, 9)), r"lm_head.size\(1\) must equal hidden.size\(1\)"),

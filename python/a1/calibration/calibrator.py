@@ -29,6 +29,7 @@ import numbers
 import operator
 import os
 import threading
+from fractions import Fraction
 from dataclasses import asdict
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -162,11 +163,10 @@ class Calibrator:
         alpha = check_alpha(alpha)
         if self.settings.rule == "reference":
             return 1
-        k = max(0, math.ceil(1.0 / alpha) - 1)
-        while k > 0 and 1.0 / k <= alpha:  # guard the float rounding of 1/alpha, both ways
+        # exact: the least k with 1/(k + 1) <= alpha, in closed form (no count-down, any alpha)
+        k = math.ceil(1 / Fraction(alpha)) - 1
+        if k < 2**52 and k > 0 and 1.0 / k <= alpha:  # p-values are floats: 1/k may round down to alpha
             k -= 1
-        while 1.0 / (k + 1) > alpha:
-            k += 1
         return k
 
     def in_warmup(self, alpha: float, *, turn: int, question: Optional[Union[str, int]] = None) -> bool:

@@ -106,20 +106,62 @@ def check_expected(path: PathLike, stored: Mapping[str, Any], expect: Mapping[st
 
 def read_document(path: PathLike, expect: Optional[Mapping[str, Any]] = None
                   ) -> Tuple[Dict[str, Any], Dict[str, Any], List[Dict[str, Any]]]:
-    """Reads a calibration file: (settings, metadata, strata), after checking format and `expect`."""
-    with open(path, encoding="utf-8") as f:
-        try:
-            doc = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"calibration file {path}: not JSON ({err})") from None
+    """Reads a calibration file: (settings, metadata, strata), after checking format and `expect`.
+
+    Every way a file can be unusable (not UTF-8, not JSON, another format, malformed settings or
+    strata) is a ValueError naming the file, so that no later step fails on it with an error that
+    does not say which file was wrong."""
+    where = f"calibration file {os.fspath(path)}"
+    if os.path.isdir(path):
+        raise ValueError(f"{where}: is a directory, not a file of `a1 calibrate`")
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{where}: not a JSON text file (byte {err.start} is not UTF-8: a binary file?)") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where}: not JSON ({err}): truncated or not a file of `a1 calibrate`?") from None
+    except RecursionError:
+        raise ValueError(f"{where}: not a calibration file (JSON nested too deeply)") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ValueError(f"calibration file {path}: not an {FORMAT} file")
+        raise ValueError(f"{where}: not an {FORMAT} file (one written by `a1 calibrate`)")
     if doc.get("version") != FORMAT_VERSION:
-        raise ValueError(f"calibration file {path}: format version {doc.get('version')!r}, "
-                         f"this code reads {FORMAT_VERSION}")
+        raise ValueError(f"{where}: format version {doc.get('version')!r}, this code reads {FORMAT_VERSION}")
     metadata = doc.get("metadata")
     if not isinstance(metadata, dict) or not isinstance(doc.get("settings"), dict) \
             or not isinstance(doc.get("strata"), list):
-        raise ValueError(f"calibration file {path}: settings, metadata or strata malformed")
+        raise ValueError(f"{where}: settings, metadata or strata malformed")
+    try:
+        settings = CalibratorSettings(**doc["settings"])
+    except (TypeError, ValueError) as err:  # unknown keys, wrong types or values
+        raise ValueError(f"{where}: settings malformed ({err})") from None
+    for number, stratum in enumerate(doc["strata"]):
+        problem = _stratum_problem(stratum, settings)
+        if problem:
+            raise ValueError(f"{where}: strata[{number}] malformed ({problem})")
     check_expected(path, metadata, expect or {})
     return doc["settings"], metadata, doc["strata"]
+
+
+def _stratum_problem(stratum: Any, settings: CalibratorSettings) -> Optional[str]:
+    """What is wrong with one stored stratum (None: nothing), checked here so that loading it
+    into a Calibrator cannot fail half-way."""
+    if not isinstance(stratum, dict):
+        return f"expected an object, got {type(stratum).__name__}"
+    bucket = stratum.get("bucket")
+    if not _is_int(bucket) or not 0 <= bucket <= len(settings.turn_edges):
+        return f"bucket must be an int in [0, {len(settings.turn_edges)}], got {bucket!r}"
+    if settings.per_question:
+        question = stratum.get("question")
+        if not isinstance(question, str) and not _is_int(question):
+            return f"question must be a str or int id (the file is per-question), got {question!r}"
+    scores = stratum.get("scores")
+    if not isinstance(scores, list):
+        return f"scores must be a list, got {type(scores).__name__}"
+    bad = [s for s in scores if isinstance(s, bool) or not isinstance(s, (int, float)) or s != s]  # s != s: NaN
+    if bad:
+        return f"scores must be real numbers (not NaN), got {bad[0]!r}"
+    if settings.window is None and len(scores) > settings.capacity:
+        return f"{len(scores)} scores, more than its capacity {settings.capacity}"
+    return None

@@ -88,8 +88,9 @@ class LLMEngine:
         return validation.check_sequence(token_ids, self.vocab_size, self.max_model_len, name)
 
     def check_params(self, params: SamplingParams, name: str = "params") -> None:
-        """TypeError / ValueError unless params suit this model (stop ids in the vocabulary)."""
-        validation.check_params(params, self.vocab_size, name)
+        """TypeError / ValueError unless params suit this model (stop ids in the vocabulary, and
+        some token left to sample before min_tokens)."""
+        validation.check_params(params, self.vocab_size, name, self.eos_token_ids)
 
     def check_request(self, prompt_token_ids: list[int], params: Optional[SamplingParams] = None, name: str = "prompt") -> list[int]:
         """Validate a one-shot add_request(prompt_token_ids, params) without submitting it (a

@@ -10,12 +10,13 @@ from typing import Optional
 import torch
 
 from a1_ext import ops
-from a1_ext.reference import GREEDY_TEMPERATURE
 from a1.models.attention_metadata import AttentionMetadata
 from a1.models.huge_pages import huge_page_zeros
 
 from .scheduler import ScheduledBatch
+from .sampling_rows import banned_ids, each_alone_on_failure, effective_top_k, filtered_probs, non_finite_rows
 from .sequence import DraftTask, GenerateTask, ScoreTask, Sequence, VerifyTask
+
 
 
 @dataclass
@@ -29,53 +30,6 @@ class StepOutput:
     verified: list[tuple[Sequence, tuple]] = field(default_factory=list)  # (sequence, VerifyTask.result)
     # sequences whose rows came out non-finite (NaN logits, ...): left out of the fields above
     failed: list[tuple[Sequence, BaseException]] = field(default_factory=list)
-
-
-def _effective_top_k(top_k: int, vocab: int) -> int:
-    """top_k >= the vocabulary keeps every token: 0 (also keeps huge values inside int64)."""
-    return top_k if top_k < vocab else 0
-
-
-def _non_finite_rows(logits: torch.Tensor) -> list[int]:
-    """Rows with a NaN or +inf logit or no finite one (-inf alone is a legitimate mask)."""
-    bad = ~torch.isfinite(logits.amax(dim=1))
-    return torch.nonzero(bad).flatten().tolist() if bool(bad.any()) else []
-
-
-def banned_ids(params, eos_token_ids: list[int]) -> list[int]:
-    """Token ids masked before params.min_tokens tokens are generated."""
-    return params.stop_token_ids + ([] if params.ignore_eos else list(eos_token_ids))
-
-
-def filtered_probs(
-    logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor
-) -> torch.Tensor:
-    """The rows `ops.sample` draws from, batched: softmax of logits / temperature after the top-k
-    (ties kept) and top-p (token kept iff the mass of strictly likelier tokens is < top_p) filters
-    of a1_ext.reference.filtered_logits; a one-hot first argmax where the temperature is below the
-    ops' greedy threshold (as `sample` draws there)."""
-    logits = logits.float()
-    vocab = logits.shape[1]
-    greedy = temperature.float() < torch.tensor(GREEDY_TEMPERATURE, dtype=torch.float32)
-    scaled = logits / torch.where(greedy, torch.ones_like(temperature), temperature).unsqueeze(1)
-    use_k = (top_k > 0) & (top_k < vocab)
-    if bool(use_k.any()):
-        k_max = int(top_k[use_k].max())
-        kth = scaled.topk(k_max, dim=1).values.gather(1, (top_k.clamp(1, k_max) - 1).unsqueeze(1))
-        scaled = scaled.masked_fill(use_k.unsqueeze(1) & (scaled < kth), float("-inf"))
-    use_p = top_p < 1
-    if bool(use_p.any()):
-        probs = torch.softmax(scaled.double(), dim=1)
-        ascending = probs.sort(dim=1).values
-        at_or_below = ascending.cumsum(dim=1)
-        idx = torch.searchsorted(ascending, probs, right=True) - 1
-        greater = at_or_below[:, -1:] - at_or_below.gather(1, idx)
-        scaled = scaled.masked_fill(use_p.unsqueeze(1) & ~(greater < top_p.double().unsqueeze(1)), float("-inf"))
-    probs = torch.softmax(scaled, dim=1)
-    if bool(greedy.any()):
-        one_hot = torch.zeros_like(probs).scatter_(1, logits.argmax(dim=1, keepdim=True), 1.0)
-        probs = torch.where(greedy.unsqueeze(1), one_hot, probs)
-    return probs
 
 
 class ModelRunner:
@@ -158,25 +112,43 @@ class ModelRunner:
         out = StepOutput()
         if sample_seqs:
             self._sample(hidden, sample_rows, sample_seqs, out)
-        for temperature, (rows, targets, cu, seqs) in score_groups.items():
-            token_logprob, step_nll = ops.linear_step_score(
-                hidden[self._tensor(rows, torch.int64)], self.model.lm_head_weight, self._tensor(targets, torch.int64),
-                self._tensor(cu, torch.int32), temperature, self.score_chunk,
-            )
-            logprobs, nlls = token_logprob.tolist(), step_nll.tolist()
-            for i, seq in enumerate(seqs):
-                rows_lp = logprobs[cu[i] : cu[i + 1]]
-                if not math.isfinite(nlls[i]) or any(math.isnan(x) for x in rows_lp):
-                    out.failed.append((seq, FloatingPointError(f"sequence {seq.seq_id}: non-finite scores (NaN logits?)")))
-                    continue
-                out.scores.append((seq, rows_lp, nlls[i]))
+        for temperature, group in score_groups.items():
+            self._score(hidden, temperature, *group, out)
         if verify_parts:
             self._collect_verify_rows(hidden, verify_rows, verify_parts, out)
         return out
 
+    def _score(self, hidden: torch.Tensor, temperature: float, rows: list[int], targets: list[int], cu: list[int],
+               seqs: list[Sequence], out: StepOutput) -> None:
+        """linear_step_score over the scored sequences of one temperature (one call; a sequence
+        the op refuses fails alone)."""
+        def score(index: list[int]) -> list[tuple[list[float], float]]:
+            spans = [(cu[i], cu[i + 1]) for i in index]
+            picked = [r for a, b in spans for r in range(a, b)]
+            sub_cu = [0]
+            for a, b in spans:
+                sub_cu.append(sub_cu[-1] + b - a)
+            token_logprob, step_nll = ops.linear_step_score(
+                hidden[self._tensor([rows[r] for r in picked], torch.int64)], self.model.lm_head_weight,
+                self._tensor([targets[r] for r in picked], torch.int64), self._tensor(sub_cu, torch.int32),
+                temperature, self.score_chunk,
+            )
+            logprobs, nlls = token_logprob.tolist(), step_nll.tolist()
+            return [(logprobs[sub_cu[j] : sub_cu[j + 1]], nlls[j]) for j in range(len(index))]
+
+        for seq, result in zip(seqs, each_alone_on_failure(score, list(range(len(seqs))))):
+            if isinstance(result, Exception):
+                out.failed.append((seq, result))
+                continue
+            rows_lp, nll = result
+            if not math.isfinite(nll) or any(math.isnan(x) for x in rows_lp):
+                out.failed.append((seq, FloatingPointError(f"sequence {seq.seq_id}: non-finite scores (NaN logits?)")))
+                continue
+            out.scores.append((seq, rows_lp, nll))
+
     def _sample(self, hidden: torch.Tensor, rows: list[int], seqs: list[Sequence], out: StepOutput) -> None:
         logits = self.model.compute_logits(hidden[self._tensor(rows, torch.int64)]).float()
-        bad = _non_finite_rows(logits)
+        bad = non_finite_rows(logits)
         if bad:
             for i in bad:
                 out.failed.append((seqs[i], FloatingPointError(f"sequence {seqs[i].seq_id}: non-finite logits (NaN or inf)")))
@@ -191,7 +163,7 @@ class ModelRunner:
             task: GenerateTask = seq.task
             p = task.params
             temperature.append(p.temperature)
-            top_k.append(_effective_top_k(p.top_k, vocab))
+            top_k.append(effective_top_k(p.top_k, vocab))
             top_p.append(p.top_p)
             seed.append(task.seed)
             offset.append(task.num_sampled)
@@ -204,23 +176,34 @@ class ModelRunner:
             self._tensor(temperature, torch.float32),
             self._tensor(top_k, torch.int64),
             self._tensor(top_p, torch.float32),
+            self._tensor(seed, torch.int64),
+            self._tensor(offset, torch.int64),
         )
-        ids, logprob = ops.sample(logits, *params, self._tensor(seed, torch.int64), self._tensor(offset, torch.int64))
-        out.sampled_seqs, out.sampled_ids = seqs, ids.tolist()
+
+        def sample(index: list[int]) -> list[tuple[int, float]]:
+            rows = slice(None) if len(index) == len(seqs) else self._tensor(index, torch.int64)
+            ids, logprob = ops.sample(logits[rows], *(t[rows] for t in params))
+            return list(zip(ids.tolist(), logprob.tolist()))
+
+        drawn = each_alone_on_failure(sample, list(range(len(seqs))))
+        ok = [i for i, result in enumerate(drawn) if not isinstance(result, Exception)]
+        out.failed.extend((seqs[i], result) for i, result in enumerate(drawn) if isinstance(result, Exception))
+        out.sampled_seqs = [seqs[i] for i in ok]
+        out.sampled_ids = [drawn[i][0] for i in ok]
         if want_logprobs:
-            out.sampled_logprobs = logprob.tolist()
-        want = [i for i, seq in enumerate(seqs) if isinstance(seq.task, DraftTask) and seq.task.want_probs]
+            out.sampled_logprobs = [drawn[i][1] for i in ok]
+        want = [j for j, i in enumerate(ok) if isinstance(seqs[i].task, DraftTask) and seqs[i].task.want_probs]
         if want:  # the draft's q rows: exactly the distributions sample drew these rows from
-            index = self._tensor(want, torch.int64)
-            probs = filtered_probs(logits[index], *(t[index] for t in params))
-            out.sampled_probs = [None] * len(seqs)
-            for j, i in enumerate(want):
-                out.sampled_probs[i] = probs[j]
+            index = self._tensor([ok[j] for j in want], torch.int64)
+            probs = filtered_probs(logits[index], *(t[index] for t in params[:3]))
+            out.sampled_probs = [None] * len(ok)
+            for n, j in enumerate(want):
+                out.sampled_probs[j] = probs[n]
 
     def _collect_verify_rows(self, hidden: torch.Tensor, rows: list[int], parts: list, out: StepOutput) -> None:
         """Keep each VerifyTask's target rows of this step; verify the tasks whose rows are all in."""
         logits = self.model.compute_logits(hidden[self._tensor(rows, torch.int64)]).float()
-        bad = set(_non_finite_rows(logits))
+        bad = set(non_finite_rows(logits))
         ready, i = [], 0
         for seq, count in parts:
             task: VerifyTask = seq.task
@@ -236,8 +219,9 @@ class ModelRunner:
             self._verify(ready, out)
 
     def _verify(self, seqs: list[Sequence], out: StepOutput) -> None:
-        """ONE speculative_verify over every ready request: rows [pending, d1..dk] each."""
-        rows, drafts, cu, q_rows, params = [], [], [0], [], ([], [], [], [], [])
+        """ONE speculative_verify over every ready request: rows [pending, d1..dk] each (a request
+        the op refuses fails alone)."""
+        parts = []  # per request: target rows, draft ids, q rows or None, (temperature, top_k, top_p, seed, offset)
         for seq in seqs:
             task: VerifyTask = seq.task
             p, generated = task.params, task.history - task.start
@@ -249,36 +233,47 @@ class ModelRunner:
             if banned:
                 target = target.clone()
                 target[:num_banned, banned] = float("-inf")
-            rows.append(target)
-            drafts.extend(ids)
-            cu.append(len(drafts))
-            q_rows.append(task.draft_probs)
-            top_k = _effective_top_k(p.top_k, target.shape[1])
-            for values, value in zip(params, (p.temperature, top_k, p.top_p, task.seed, task.offset)):
-                values.append(value)
-        rows = torch.cat(rows)
-        draft_ids = self._tensor(drafts, torch.int64)
-        draft_probs = None
-        if any(q is not None for q in q_rows):  # a deterministic draft's row is one-hot on its token
-            vocab = rows.shape[1]
-            for b, q in enumerate(q_rows):
-                if q is None:
-                    ids = draft_ids[cu[b] : cu[b + 1]]
-                    q_rows[b] = torch.zeros(len(ids), vocab, device=rows.device).scatter_(1, ids.unsqueeze(1), 1.0)
-            draft_probs = torch.cat(q_rows)
-        out_ids, num_accepted, draft_logprob = ops.speculative_verify(
-            rows, draft_ids, self._tensor(cu, torch.int64), draft_probs,
-            self._tensor(params[0], torch.float32), self._tensor(params[1], torch.int64),
-            self._tensor(params[2], torch.float32), self._tensor(params[3], torch.int64),
-            self._tensor(params[4], torch.int64),
-        )
-        out_ids, num_accepted = out_ids.tolist(), num_accepted.tolist()
-        for b, seq in enumerate(seqs):
-            accepted = num_accepted[b]
-            tokens = out_ids[b][: accepted + 1]
-            logprobs = None
-            if seq.task.params.logprobs:
-                last = rows[cu[b] + b + accepted]
-                logprobs = draft_logprob[cu[b] : cu[b] + accepted].tolist()
-                logprobs.append(float(torch.log_softmax(last, dim=0)[tokens[-1]]))
-            out.verified.append((seq, (tokens, logprobs, accepted)))
+            top_k = effective_top_k(p.top_k, target.shape[1])
+            parts.append((target, ids, task.draft_probs, (p.temperature, top_k, p.top_p, task.seed, task.offset)))
+
+        def verify(index: list[int]) -> list[tuple[list[int], list[float], int]]:
+            chosen = [parts[i] for i in index]
+            rows = torch.cat([target for target, _, _, _ in chosen])
+            cu = [0]
+            for _, ids, _, _ in chosen:
+                cu.append(cu[-1] + len(ids))
+            draft_ids = self._tensor([t for _, ids, _, _ in chosen for t in ids], torch.int64)
+            draft_probs = None
+            if any(q is not None for _, _, q, _ in chosen):  # a deterministic draft's row is one-hot on its token
+                q_rows = []
+                for b, (_, _, q, _) in enumerate(chosen):
+                    if q is None:
+                        ids = draft_ids[cu[b] : cu[b + 1]]
+                        q = torch.zeros(len(ids), rows.shape[1], device=rows.device).scatter_(1, ids.unsqueeze(1), 1.0)
+                    q_rows.append(q)
+                draft_probs = torch.cat(q_rows)
+            columns = list(zip(*(params for _, _, _, params in chosen)))
+            out_ids, num_accepted, draft_logprob = ops.speculative_verify(
+                rows, draft_ids, self._tensor(cu, torch.int64), draft_probs,
+                self._tensor(columns[0], torch.float32), self._tensor(columns[1], torch.int64),
+                self._tensor(columns[2], torch.float32), self._tensor(columns[3], torch.int64),
+                self._tensor(columns[4], torch.int64),
+            )
+            out_ids, num_accepted = out_ids.tolist(), num_accepted.tolist()
+            results = []
+            for b, i in enumerate(index):
+                accepted = num_accepted[b]
+                tokens = out_ids[b][: accepted + 1]
+                logprobs = None
+                if seqs[i].task.params.logprobs:
+                    last = rows[cu[b] + b + accepted]
+                    logprobs = draft_logprob[cu[b] : cu[b] + accepted].tolist()
+                    logprobs.append(float(torch.log_softmax(last, dim=0)[tokens[-1]]))
+                results.append((tokens, logprobs, accepted))
+            return results
+
+        for seq, result in zip(seqs, each_alone_on_failure(verify, list(range(len(seqs))))):
+            if isinstance(result, Exception):
+                out.failed.append((seq, result))
+            else:
+                out.verified.append((seq, result))

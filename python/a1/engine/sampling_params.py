@@ -2,8 +2,49 @@
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Optional, Union
+
+_FLOAT32 = struct.Struct("f")
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.401298464324817e-45  # the smallest float32 above 0 (a subnormal)
+
+
+def as_float32(value: float) -> float:
+    """value as the float32 the kernels receive: rounded, +-inf beyond float32's range."""
+    try:
+        return _FLOAT32.unpack(_FLOAT32.pack(value))[0]
+    except OverflowError:  # struct refuses what rounds past FLOAT32_MAX
+        return math.copysign(math.inf, value)
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float64
+        raise ValueError(f"{name} must be finite, got an int of {value.bit_length()} bits") from None
+
+
+def check_temperature(value: Any, name: str = "temperature") -> float:
+    """A sampling temperature as the kernels take it (float32): finite and >= 0 in float32, so a
+    value that is finite in Python but inf in the kernel is refused here, not in a batch of others.
+    Values that round to 0 are greedy, like every temperature below the kernels' threshold."""
+    t = _number(value, name)
+    if not (math.isfinite(as_float32(t)) and t >= 0):
+        raise ValueError(f"{name} must be finite and >= 0 in float32 (at most {FLOAT32_MAX:.7g}), got {value!r}")
+    return t
+
+
+def check_top_p(value: Any, name: str = "top_p") -> float:
+    """top_p as the kernels take it (float32): in (0, 1] after rounding to float32 (a value that
+    underflows to 0 would keep no token)."""
+    p = _number(value, name)
+    if not (0.0 < p <= 1.0 and as_float32(p) > 0.0):
+        raise ValueError(f"{name} must be in (0, 1] and at least {FLOAT32_TINY:.7g} in float32, got {value!r}")
+    return p
 
 
 @dataclass
@@ -34,17 +75,11 @@ class SamplingParams:
     skip_special_tokens: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)):
-            raise TypeError(f"temperature must be a number, got {self.temperature!r}")
-        if not math.isfinite(self.temperature) or self.temperature < 0:
-            raise ValueError(f"temperature must be finite and >= 0, got {self.temperature}")
-        self.temperature = float(self.temperature)
+        self.temperature = check_temperature(self.temperature)
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < -1:
             raise ValueError(f"top_k must be an int >= -1 (0 or -1 disable it), got {self.top_k!r}")
         self.top_k = max(self.top_k, 0)
-        if isinstance(self.top_p, bool) or not isinstance(self.top_p, (int, float)) or not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        self.top_p = float(self.top_p)
+        self.top_p = check_top_p(self.top_p)
         if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
             raise ValueError(f"max_tokens must be an int >= 1, got {self.max_tokens!r}")
         if isinstance(self.min_tokens, bool) or not isinstance(self.min_tokens, int) or self.min_tokens < 0:

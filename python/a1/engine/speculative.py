@@ -28,7 +28,6 @@ import torch
 from .detokenizer import start_detokenizer
 from .llm_engine import LLMEngine, _int64
 from .metrics import RequestMetrics, SpeculativeMetrics
-from .outputs import RequestFailed
 from .outputs import CompletionOutput, RequestOutput
 from .pair import PairEngine
 from .sampling_params import SamplingParams
@@ -45,6 +44,11 @@ class _Request:
     offset: int = 0  # the next Philox offset
     drafts: list[int] = field(default_factory=list)  # this round's proposals
     probs: Optional[torch.Tensor] = None  # their q rows [k_r, V] (None: greedy, a deterministic draft)
+    error: Optional[BaseException] = None  # its draft or verify task failed: it ends with this error
+
+    @property
+    def done(self) -> bool:
+        return self.error is not None or self.record.task.finish_reason is not None
 
     @property
     def task(self) -> GenerateTask:
@@ -68,7 +72,9 @@ class SpeculativeDecoder:
         self, prompts: list[list[int]], params: Union[SamplingParams, list[SamplingParams]], use_tqdm: bool = False
     ) -> list[RequestOutput]:
         """One RequestOutput per prompt, in order (released sequences: prompt_token_ids filled).
-        At most the target's max_num_seqs requests are in flight; the rest wait their turn."""
+        At most the target's max_num_seqs requests are in flight; the rest wait their turn. A
+        request whose draft or verify step fails ends alone, as plain generation's do: its output
+        has finish_reason 'error' and the exception in `error`; the others go on."""
         params = params_per_prompt(params, len(prompts), "params")
         prompts = [self._check_prompt(i, p) for i, p in enumerate(prompts)]
         for i, p in enumerate(params):
@@ -87,7 +93,7 @@ class SpeculativeDecoder:
                     i = waiting.popleft()
                     active.append(self._start(i, prompts[i], params[i]))
                 self._round(active)
-                for r in [r for r in active if r.task.finish_reason is not None]:
+                for r in [r for r in active if r.done]:
                     results[r.index] = self._finish(r)
                     active.remove(r)
                     if bar is not None:
@@ -134,10 +140,19 @@ class SpeculativeDecoder:
         return _Request(index, record, target_id, draft_id)
 
     def _finish(self, r: _Request) -> RequestOutput:
-        """The RequestOutput plain generation would give (LLMEngine._finish_generation); frees both sequences."""
+        """The RequestOutput plain generation would give (LLMEngine._finish_generation, or its
+        failure output); frees both sequences."""
+        task, params = r.task, r.task.params
+        if r.error is not None:  # the failed task's sequence is aborted already; the other goes too
+            for engine, seq_id in ((self.pair.target, r.target_id), (self.pair.draft, r.draft_id)):
+                if engine.is_live(seq_id):
+                    engine.abort(seq_id)
+            task.metrics.finished_time = time.perf_counter()
+            completion = CompletionOutput(0, "", [], [] if params.logprobs else None, "error", None)
+            prompt_ids = r.record.token_ids[: task.start]
+            return RequestOutput(r.target_id, None, prompt_ids, [completion], True, task.metrics, task.start, r.error)
         self.pair.target.free(r.target_id)
         self.pair.draft.free(r.draft_id)
-        task, params = r.task, r.task.params
         output_ids = r.record.token_ids[task.start :]
         if not params.stop or not isinstance(task.stop_reason, str):
             task.text = self.pair.target.tokenizer.decode(output_ids, skip_special_tokens=params.skip_special_tokens)
@@ -156,13 +171,16 @@ class SpeculativeDecoder:
         proposing = [r for r in active if self.propose(r)]
         proposals = self._drive(draft, {r.draft_id for r in proposing}, "draft")
         for r in proposing:
-            self.take_proposal(r, proposals[r.draft_id])
+            if not self._failed(r, proposals[r.draft_id]):
+                self.take_proposal(r, proposals[r.draft_id])
         t1 = time.perf_counter()
-        for r in active:
+        verifying = [r for r in active if r.error is None]
+        for r in verifying:
             self.verify(r)
-        verdicts = self._drive(target, {r.target_id for r in active}, "target")
-        for r in active:
-            self.accept(r, verdicts[r.target_id])
+        verdicts = self._drive(target, {r.target_id for r in verifying}, "target")
+        for r in verifying:
+            if not self._failed(r, verdicts[r.target_id]):
+                self.accept(r, verdicts[r.target_id])
         m.draft_time += t1 - t0
         m.verify_time += time.perf_counter() - t1
 
@@ -199,8 +217,16 @@ class SpeculativeDecoder:
         self.pair.target.submit_task(r.target_id, verify)
         r.offset += 1
 
+    @staticmethod
+    def _failed(r: _Request, task: Union[DraftTask, VerifyTask]) -> bool:
+        """Whether the engine failed the request's task (its sequence is aborted): it ends with the error."""
+        if task.error is not None:
+            r.error = task.error
+        return r.error is not None
+
     def _drive(self, engine: LLMEngine, seq_ids: set[int], role: str) -> dict[int, object]:
-        """Step engine until the tasks of seq_ids are done; returns them by sequence id."""
+        """Step engine until the tasks of seq_ids are done (or failed: the task holds the error);
+        returns them by sequence id."""
         done: dict[int, object] = {}
         steps = engine.metrics.num_steps
         while len(done) < len(seq_ids):
@@ -208,8 +234,6 @@ class SpeculativeDecoder:
                 raise RuntimeError(f"the {role} engine stopped with {len(seq_ids) - len(done)} tasks not done")
             for out in engine.step():
                 if isinstance(out, (DraftTask, VerifyTask)) and out.seq_id in seq_ids:
-                    if out.error is not None:  # its sequence is aborted; generate() drops the rest
-                        raise RequestFailed(f"the {role} step of sequence {out.seq_id}", [(out.seq_id, out.error)])
                     done[out.seq_id] = out
         if role == "draft":
             self.metrics.num_draft_forwards += engine.metrics.num_steps - steps

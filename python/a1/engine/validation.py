@@ -3,11 +3,12 @@ fails alone with an error naming the argument (LLMEngine's check_* methods bind 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .sampling_params import SamplingParams
+from a1_ext.reference import GREEDY_TEMPERATURE
+
+from .sampling_params import SamplingParams, check_temperature
 
 
 def check_tokens(token_ids: Any, vocab_size: int, name: str = "token_ids") -> list[int]:
@@ -30,15 +31,22 @@ def check_sequence(token_ids: Any, vocab_size: int, max_model_len: int, name: st
     return token_ids
 
 
-def check_params(params: Any, vocab_size: int, name: str = "params") -> None:
+def check_params(params: Any, vocab_size: int, name: str = "params", eos_token_ids: Sequence[int] = ()) -> None:
     """TypeError unless params is a SamplingParams, ValueError unless its stop ids are in the
-    vocabulary. top_k needs no check: values >= the vocabulary size keep every token, like 0."""
+    vocabulary and, before min_tokens (where stop and EOS ids are masked), some token is left to
+    sample (else the sampler would refuse the row). top_k needs no check: values >= the
+    vocabulary size keep every token, like 0."""
     if not isinstance(params, SamplingParams):
         hint = " (build one with SamplingParams(**...))" if isinstance(params, Mapping) else ""
         raise TypeError(f"{name} must be SamplingParams, got {type(params).__name__}{hint}")
     for t in params.stop_token_ids:
         if not 0 <= t < vocab_size:
             raise ValueError(f"{name}.stop_token_ids must hold ints in [0, {vocab_size}), got {t!r}")
+    if params.min_tokens > 0:
+        masked = set(params.stop_token_ids) | (set() if params.ignore_eos else set(eos_token_ids))
+        if len(masked) >= vocab_size:
+            raise ValueError(f"{name}.stop_token_ids (with the EOS ids) cover all {vocab_size} tokens: before "
+                             f"min_tokens={params.min_tokens} no token is left to sample")
 
 
 def check_score(
@@ -47,13 +55,20 @@ def check_score(
     """Scoring token_ids after num_history tokens at temperature: valid ids, a finite temperature
     > 0, and room in max_model_len. Returns the ids as a list."""
     token_ids = check_tokens(token_ids, vocab_size, name)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a number, got {temperature!r}")
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+    check_score_temperature(temperature)
     if num_history + len(token_ids) > max_model_len:
         raise ValueError(f"scoring {len(token_ids)} tokens after {num_history} exceeds max_model_len {max_model_len}")
     return token_ids
+
+
+def check_score_temperature(temperature: Any, name: str = "temperature") -> float:
+    """A scoring temperature as the kernels divide by it (float32): finite there, and at least the
+    sampler's greedy threshold (1e-5): far below it logits / temperature leave float32's range (NaN
+    scores), and sampling at such a temperature is greedy anyway."""
+    t = check_temperature(temperature, name)
+    if not t >= GREEDY_TEMPERATURE:
+        raise ValueError(f"{name} must be >= {GREEDY_TEMPERATURE:g} for scoring (and finite in float32), got {temperature!r}")
+    return t
 
 
 def params_per_prompt(sampling_params: Any, num_prompts: int, name: str = "sampling_params") -> list[SamplingParams]:

@@ -1,13 +1,14 @@
 """The calibration run behind `a1 calibrate`: draft steps on the calibration split with the run's
 exact sampling and step settings, and save every step's score as a calibration file.
 
-    settings = EvalSettings(dataset="gsm8k", samples=4, step_tokens=48)
+    settings = EvalSettings.build(dataset="gsm8k", num_samples=4, step_tokens=48)
     run_calibration(settings, "cal.json")
-    run_eval(dataclasses.replace(settings, calibration="cal.json"))   # the offline guarantee
+    run_eval(settings.replace(calibration="cal.json"))   # the offline guarantee
 
 The policy runs in async mode with a vanishing α (nothing is rejected, so every step is a draft
 step whose score joins the calibrator) and `calibration_update=True`. The file carries
-a1.policy.calibration_metadata (models, temperature, top_p, step settings, score kind), and
+a1.policy.calibration_metadata (models and their weights' fingerprints, sampling parameters, step
+rule, token budgets, score kind, strata, prompt format and dataset), and
 `a1 eval --calibration FILE` refuses a file whose metadata differs from its own settings: scores
 drawn under other settings are not exchangeable with the run's.
 """
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from a1.eval.metrics import is_tested_step
-from a1.eval.runner import EvalSettings, build_llm, load_problems
+from a1.eval.settings import EvalSettings, build_llm, load_problems
+from a1.eval.startup import check_out_file, check_run
 
 CALIBRATION_ALPHA = 1e-9  # below any p-value 1/(n+1): every drafted step is accepted
 
@@ -40,34 +42,32 @@ def run_calibration(
     progress: Optional[bool] = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Draft settings.samples samples of every calibration question and save the step scores to
+    """Draft settings.policy.num_samples samples of every calibration question and save the step scores to
     `path`; returns {"path", "questions", "samples", "scores": {stratum: count}, "wall_time"}.
-    llm: an already built a1.LLM (tests); settings.method, alpha and calibration are not used."""
+    llm: an already built a1.LLM (tests); settings.method, alpha and calibration are not used: the
+    drafting runs in async mode at a vanishing alpha."""
     from a1.calibration import Calibrator
-    from a1.data import format_prompt
-    from a1.policy import PolicyConfig, calibration_metadata, generate
+    from a1.policy import calibration_metadata, generate
 
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"out: {path} is a directory; give the calibration file's path")
-    if not path.parent.exists():
-        raise FileNotFoundError(f"out: the directory {path.parent} does not exist")
+    check_out_file(path)  # before minutes of drafting, not after them
     problems = calibration_split(settings)
-    kwargs = {**settings.policy_kwargs(), "mode": "async", "alpha": CALIBRATION_ALPHA, "alpha_resample": None}
-    cfg = PolicyConfig(**kwargs)
+    # every drafted step is accepted, so every step's score joins the calibrator
+    cfg = settings.policy.replace(mode="async", alpha=CALIBRATION_ALPHA, alpha_resample=None)
     llm = build_llm(settings) if llm is None else llm
     calibrator = Calibrator(cfg.turn_edges, seed=cfg.seed)
+    run = check_run(settings, llm, problems, policy=cfg, calibration=calibrator)
     start = time.perf_counter()
     results = generate(
-        [format_prompt(p) for p in problems], target=llm, calibration=calibrator, calibration_update=True,
-        chat=True, progress=settings.progress if progress is None else progress,
-        question_ids=[p.id for p in problems], **kwargs,
+        run.prompts, target=llm, config=cfg, calibration=calibrator, calibration_update=True, chat=True,
+        progress=settings.progress if progress is None else progress, question_ids=run.keys,
+        prompt_source=settings.prompt_source(),
     )
     wall = time.perf_counter() - start
-    calibrator.save(path, calibration_metadata(llm, cfg))
+    calibrator.save(path, calibration_metadata(llm, cfg, chat=True, prompt_source=settings.prompt_source()))
     scores = {str(key): len(calibrator.scores(key)) for key in calibrator.strata()}
     samples = sum(len(r.samples) for r in results)
-    log(f"calibration: {sum(scores.values())} step scores from {len(problems)} questions x {settings.samples} "
+    log(f"calibration: {sum(scores.values())} step scores from {len(problems)} questions x {cfg.num_samples} "
         f"samples of {settings.dataset_name} ({wall:.1f} s); per stratum (turn bucket): "
         + ", ".join(f"{k}: {v}" for k, v in scores.items()))
     log(f"wrote {path}; use it with `a1 eval --calibration {path}` and the same sampling and step settings")
@@ -79,7 +79,7 @@ def seeded_calibrator(settings: EvalSettings, records: list[dict]):
     a1.policy's online calibrator would), so the rest of the run is not back in warm-up."""
     from a1.calibration import Calibrator
 
-    cfg = settings.policy_config()
+    cfg = settings.policy
     if not cfg.tested or cfg.mode == "sync":
         return settings.calibration
     per_question = settings.calibration == "per-question"

@@ -173,7 +173,7 @@ def sweep(runs: Sequence[Run], path: Path, key: str, label: str) -> str:
         axes[1].plot(xs, [r.barrier_wait for r in members], "o-", color=f"C{i}", label=name)
     for ax, ylabel in zip(axes, ("wall time (s)", "barrier wait (sample-seconds)")):
         ax.set(xlabel=label, ylabel=ylabel, ylim=(0, None))
-        if key == "samples":
+        if key == "num_samples":
             ax.set_xscale("log", base=2)
         values = sorted({r.setting(key) for v in groups.values() for r in v})
         ax.set_xticks(values, [f"{v:g}" for v in values])
@@ -189,9 +189,9 @@ PLOTS: list[tuple[str, str, Callable[[Sequence[Run], Path], str]]] = [
     ("rejection_by_stratum.png", "Rejection rate per stratum", rejection_by_stratum),
     ("accuracy_vs_cost.png", "Accuracy vs cost", accuracy_vs_cost),
     ("sweep_samples.png", "Wall time and barrier wait vs N",
-     lambda runs, path: sweep(runs, path, "samples", "N (samples)")),
+     lambda runs, path: sweep(runs, path, "num_samples", "N (samples)")),
     ("sweep_turns.png", "Wall time and barrier wait vs turns",
-     lambda runs, path: sweep(runs, path, "turns", "turns")),
+     lambda runs, path: sweep(runs, path, "max_turns", "turns")),
 ]
 
 

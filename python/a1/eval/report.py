@@ -16,6 +16,7 @@ from typing import Optional, Sequence, Union
 from a1.eval.plots import write_plots
 from a1.eval.results import Run, load_run
 from a1.eval.roofline import ASSUMPTIONS, PHASES, Roofline, arithmetic_intensity, measure_roofline
+from a1.eval.startup import check_out_dir
 from a1.eval.tables import comparison_table, fmt_float, fmt_int, speedup_table
 
 __all__ = ["write_report", "comparison_table", "speedup_table", "roofline_table", "run_list"]
@@ -38,7 +39,7 @@ def run_list(runs: Sequence[Run]) -> str:
                  else f"**unfinished**: {len(run.records)} samples recorded, no summary.json")
         lines.append(
             f"- `{run.name}` ({run.path}): method {run.setting('method', '—')}, dataset "
-            f"{run.setting('dataset', '—')}, N={run.setting('samples', '—')}, "
+            f"{run.setting('dataset', '—')}, N={run.setting('num_samples', '—')}, "
             f"α={run.setting('alpha', '—')}, "
             f"calibration {run.setting('calibration', '—')}; target {_model_line(run, 'target')}, "
             f"draft {_model_line(run, 'draft')}; {state}"
@@ -86,6 +87,7 @@ def write_report(
     if not run_dirs:
         raise ValueError("run_dirs is empty: give at least one run directory of `a1 eval --out`")
     runs = [load_run(d) for d in run_dirs]
+    check_out_dir(Path(out_dir))  # before the roofline is measured and the plots drawn
     names = [r.name for r in runs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

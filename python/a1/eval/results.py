@@ -11,15 +11,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
-FORMAT = 1
-RUN_FILE = "run.json"
-SAMPLES_FILE = "samples.jsonl"
-SUMMARY_FILE = "summary.json"
+from a1.eval.run_files import (FORMAT, RUN_FILE, SAMPLES_FILE, SUMMARY_FILE, PathLike, fsync_dir, normalize,
+                               read_run_json, read_summary, write_json_atomic)
+
+__all__ = ["FORMAT", "RUN_FILE", "SAMPLES_FILE", "SUMMARY_FILE", "RECORD_KEYS", "Run", "RunStore", "has_records",
+           "load_run", "read_samples", "read_summary", "validate_record"]
 
 # key -> accepted types (bool is an int subclass: checked apart)
 RECORD_KEYS: dict[str, tuple[type, ...]] = {
@@ -39,9 +40,8 @@ RECORD_KEYS: dict[str, tuple[type, ...]] = {
     "text": (str,),
 }
 _NUMBER_KEYS = {"sample_index", "num_tokens", "draft_tokens", "target_tokens", "score_tokens", "latency"}
-
-PathLike = Union[str, os.PathLike]
-
+# optional keys: the invocation that ran the sample (its index in run.json) and when it finished
+OPTIONAL_KEYS: dict[str, tuple[type, ...]] = {"invocation": (int,), "finished_at": (int, float)}
 
 class _Absent:
     def __repr__(self) -> str:
@@ -64,46 +64,20 @@ def validate_record(record: dict) -> None:
         if bad_bool or not isinstance(value, types):
             names = "/".join("None" if t is type(None) else t.__name__ for t in types)
             raise ValueError(f"record key {key!r} must be {names}, got {value!r}")
+    for key, types in OPTIONAL_KEYS.items():
+        value = record.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            raise ValueError(f"record key {key!r} must be {'/'.join(t.__name__ for t in types)}, got {value!r}")
 
 
 def _key(record: dict) -> tuple[str, int]:
     return record["question_id"], record["sample_index"]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    """Write data to path through a temp file + os.replace: a reader sees the old or the new file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _read_run_json(path: Path) -> dict:
-    try:
-        run = json.loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(run, dict) or run.get("format") != FORMAT:
-        found = run.get("format") if isinstance(run, dict) else run
-        raise ValueError(f"{path}: format {found!r}, this a1 reads format {FORMAT}")
-    return run
+def has_records(out_dir: PathLike) -> bool:
+    """Whether out_dir holds recorded samples (a run to resume, whose settings bind a rerun)."""
+    records, _ = read_samples(Path(out_dir) / SAMPLES_FILE)
+    return bool(records)
 
 
 def read_samples(path: Path) -> tuple[list[dict], int]:
@@ -136,9 +110,28 @@ def read_samples(path: Path) -> tuple[list[dict], int]:
     return records, good_bytes
 
 
-def _normalize(settings: dict) -> dict:
-    """Settings as they come back from run.json (tuples -> lists, Paths -> str), for comparison."""
-    return json.loads(json.dumps(settings, default=str))
+def _in_use(out_dir: PathLike) -> str:
+    return (f"{out_dir} is in use: another process is writing this run directory; wait for it to end, or use "
+            "another --out")
+
+
+def _check_same(out_dir: PathLike, old: dict, new: dict) -> None:
+    """ValueError naming the first setting of a resumed run that differs from its run.json."""
+    for key in sorted(set(old) | set(new), key=str):
+        was, now = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if was != now:
+            raise ValueError(f"{out_dir}: setting {key!r} was {was!r} in the earlier run, now {now!r}; "
+                             "use another --out")
+
+
+def _holds(run_path: Path, settings: dict) -> bool:
+    """Whether run_path is a readable run.json of these settings (kept as it is, with its info)."""
+    if not run_path.exists():
+        return False
+    try:
+        return read_run_json(run_path)["settings"] == settings
+    except ValueError:  # damaged or of another format: replaced, since no sample depends on it
+        return False
 
 
 class RunStore:
@@ -150,6 +143,7 @@ class RunStore:
         self._records = records
         self._finished = {_key(r) for r in records}
         self._fd: Optional[int] = fd
+        self.invocation: Optional[int] = None  # this invocation's index in run.json (start_invocation)
 
     @classmethod
     def open(
@@ -161,49 +155,87 @@ class RunStore:
         models: Optional[dict] = None,
         machine: Optional[dict] = None,
     ) -> "RunStore":
-        """Create out_dir with run.json, or resume it: settings must equal the earlier run's."""
+        """Create out_dir with run.json, or resume it: settings must equal the earlier run's.
+
+        The lock comes first and run.json is read, compared and written under it, so that of two
+        runs started at once the one that runs is the one whose settings run.json records. With no
+        sample recorded yet, nothing depends on an earlier run.json (a start that failed, or was
+        killed, before its first sample): it is replaced by this run's."""
         if not isinstance(settings, dict):
             raise ValueError(f"settings must be a dict, got {type(settings).__name__}")
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        new = _normalize(settings)
+        new = normalize(settings)
         run_path, samples = out / RUN_FILE, out / SAMPLES_FILE
-        if run_path.exists():
-            old = _read_run_json(run_path).get("settings", {})
-            for key in sorted(set(old) | set(new), key=str):
-                was, now = old.get(key, _ABSENT), new.get(key, _ABSENT)
-                if was != now:
-                    raise ValueError(
-                        f"{out_dir}: setting {key!r} was {was!r} in the earlier run, now {now!r}; "
-                        "use another --out"
-                    )
-        elif samples.exists():
-            raise ValueError(f"{out_dir}: has {SAMPLES_FILE} but no {RUN_FILE}; use another --out")
-        else:
-            run = {
-                "format": FORMAT,
-                "settings": new,
-                "versions": versions or {},
-                "models": models or {},
-                "machine": machine or {},
-            }
-            _write_json_atomic(run_path, _normalize(run))
-
         fd = os.open(samples, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise ValueError(f"{out_dir}: another process is writing this run") from None
+                raise ValueError(_in_use(out_dir)) from None
             records, good = read_samples(samples)
             if os.fstat(fd).st_size != good:  # drop the torn last line
                 os.ftruncate(fd, good)
             os.fsync(fd)
-            _fsync_dir(out)  # the new file's directory entry
+            if records:
+                if not run_path.exists():
+                    raise ValueError(f"{out_dir}: has {SAMPLES_FILE} but no {RUN_FILE}; use another --out")
+                _check_same(out_dir, read_run_json(run_path)["settings"], new)
+            elif not _holds(run_path, new):  # missing, damaged or another run's: nothing recorded depends on it
+                run = {"format": FORMAT, "settings": new, "versions": versions or {}, "models": models or {},
+                       "machine": machine or {}}
+                write_json_atomic(run_path, normalize(run))
+            fsync_dir(out)  # the new files' directory entries
         except BaseException:
             os.close(fd)
             raise
         return cls(out, records, fd)
+
+    @staticmethod
+    def check_free(out_dir: PathLike) -> None:
+        """ValueError when another process holds out_dir's lock (a run writing it). A probe that
+        creates nothing: RunStore.open takes the lock for real."""
+        samples = Path(out_dir) / SAMPLES_FILE
+        try:
+            fd = os.open(samples, os.O_RDONLY)
+        except OSError:  # no samples.jsonl yet (or unreadable: RunStore.open will say so)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(_in_use(out_dir)) from None
+        finally:
+            os.close(fd)  # releases the probe's lock
+
+    def start_invocation(self, machine: dict, versions: dict, **extra: Any) -> int:
+        """Record this invocation in run.json (under the lock): when it started, on which machine,
+        with which versions (and `extra`: the servers it drove). Its samples carry its index (record["invocation"]), so a resumed run's
+        time is the sum of its invocations', and a run whose invocations ran on different machines
+        is flagged (a1.eval.timings)."""
+        run_path = self.out_dir / RUN_FILE
+        run = read_run_json(run_path)
+        invocations = run.get("invocations") if isinstance(run.get("invocations"), list) else []
+        self.invocation = len(invocations)
+        invocations.append({"index": self.invocation, "started": time.time(), "ended": None,
+                            "machine": machine, "versions": versions, **extra})
+        run["invocations"] = invocations
+        write_json_atomic(run_path, normalize(run))
+        return self.invocation
+
+    def end_invocation(self, **extra: Any) -> None:
+        """Record this invocation's end (and `extra`, e.g. its barrier wait) in run.json; an
+        invocation killed before it has none: its last sample's finished_at stands for it."""
+        run_path = self.out_dir / RUN_FILE
+        run = read_run_json(run_path)
+        for entry in run.get("invocations") or []:
+            if isinstance(entry, dict) and entry.get("index") == self.invocation:
+                entry.update(extra, ended=time.time())
+        write_json_atomic(run_path, normalize(run))
+
+    def invocations(self) -> list:
+        """run.json's invocations (every `a1 eval` that ran this directory), oldest first."""
+        invocations = read_run_json(self.out_dir / RUN_FILE).get("invocations")
+        return invocations if isinstance(invocations, list) else []
 
     def finished(self) -> set[tuple[str, int]]:
         """(question_id, sample_index) of every sample already recorded: the ones to skip."""
@@ -232,7 +264,7 @@ class RunStore:
         """Write summary.json atomically (a crash leaves the old file or the new one)."""
         if not isinstance(summary, dict):
             raise ValueError(f"summary must be a dict, got {type(summary).__name__}")
-        _write_json_atomic(self.out_dir / SUMMARY_FILE, _normalize(summary))
+        write_json_atomic(self.out_dir / SUMMARY_FILE, normalize(summary))
 
     def close(self) -> None:
         if getattr(self, "_fd", None) is not None:
@@ -260,6 +292,7 @@ class Run:
     models: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     machine: dict = field(default_factory=dict)
+    invocations: list = field(default_factory=list)  # run.json's, one per `a1 eval` that ran it
 
     _metrics: Optional[dict] = field(default=None, repr=False, compare=False)
 
@@ -298,10 +331,10 @@ def load_run(run_dir: PathLike) -> Run:
     run_path = path / RUN_FILE
     if not run_path.exists():
         raise ValueError(f"{run_dir}: no {RUN_FILE}; not a run directory of `a1 eval --out`")
-    run = _read_run_json(run_path)
+    run = read_run_json(run_path)
     records, _ = read_samples(path / SAMPLES_FILE)
     summary_path = path / SUMMARY_FILE
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    summary = read_summary(summary_path) if summary_path.exists() else None
     return Run(
         path=path,
         settings=run.get("settings", {}),
@@ -310,4 +343,5 @@ def load_run(run_dir: PathLike) -> Run:
         models=run.get("models", {}),
         versions=run.get("versions", {}),
         machine=run.get("machine", {}),
+        invocations=run.get("invocations") if isinstance(run.get("invocations"), list) else [],
     )

@@ -3,29 +3,34 @@ summary.json (metrics over every record, cost per phase, engine counters), the p
 live accuracy and takeover rate, and the closing lines of `a1 eval`."""
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from a1.eval.metrics import is_tested_step
+from a1.eval.settings import CALIBRATION_KINDS
 
 if TYPE_CHECKING:
-    from a1.eval.runner import EvalSettings
-
-CALIBRATION_KINDS = ("online", "per-question")
+    from a1.eval.settings import EvalSettings
 
 
-def build_summary(settings: EvalSettings, records: list[dict], llm, wall: Optional[float], barrier_wait: float,
-                  new_samples: int) -> dict:
-    """summary.json: metrics over every record of the run directory; wall_time, tokens/s, barrier
-    wait and engine counters are this invocation's (a resumed run's earlier time is not known)."""
+def build_summary(settings: EvalSettings, records: list[dict], llm, invocations: list, new_samples: int) -> dict:
+    """summary.json: metrics over every record of the run directory; wall time, tokens/s and
+    barrier wait summed over every invocation of the run (run.json's: a resumed run counts the
+    time of each one, a1.eval.timings); the engine counters are this invocation's."""
     from a1.calibration import Calibrator, clopper_pearson
     from a1.eval.metrics import summarize
+    from a1.eval.timings import invocation_timings
 
     new_records = records[len(records) - new_samples:] if new_samples else []
-    metrics = summarize(records, alpha=settings.alpha_resample or settings.alpha)
+    policy = settings.policy
+    metrics = summarize(records, alpha=policy.alpha_resample or policy.alpha)
     new_tokens = sum(r["num_tokens"] for r in new_records)
+    timings = invocation_timings(invocations, records)
+    wall, barrier_wait = timings["wall_time"], timings["barrier_wait"]
     metrics["wall_time"] = wall
-    metrics["tokens_per_second"] = new_tokens / wall if new_samples and wall else None
+    metrics["tokens_per_second"] = timings["tokens_per_second"]
     tested, takeovers = metrics["tested_steps"], metrics["takeovers"]
     low, high = clopper_pearson(takeovers, tested)
     engine = llm.get_metrics() if llm is not None else {}
@@ -36,7 +41,8 @@ def build_summary(settings: EvalSettings, records: list[dict], llm, wall: Option
         "phase_tokens": phase_tokens(records),
         "engine": {"target": engine, **({"draft": draft_engine} if draft_engine is not None else {}),
                    "self_mode": None if llm is None else llm.self_mode},
-        "takeover": {"alpha": settings.alpha, "tested": tested, "takeovers": takeovers,
+        "timings": timings,
+        "takeover": {"alpha": policy.alpha, "tested": tested, "takeovers": takeovers,
                      "rate": metrics["takeover_rate"], "ci_low": low if tested else None,
                      "ci_high": high if tested else None},
         "invocation": {"samples": new_samples, "resumed_samples": len(records) - new_samples,
@@ -86,7 +92,7 @@ class EvalProgress:
         self.tested = self.takeovers = 0
         for r in records:
             self._count(r)
-        self.alpha, self.bar = settings.alpha, None
+        self.alpha, self.bar = settings.policy.alpha, None
         if enabled and total:
             from tqdm.auto import tqdm
 
@@ -123,7 +129,7 @@ def _pct(x: Optional[float]) -> str:
 def summary_lines(summary: dict, settings: EvalSettings, run_settings: dict, out: Path) -> list[str]:
     """What `a1 eval` prints at the end: accuracy, takeover rate vs alpha, cost split, files."""
     m, t, phases = summary["summary"], summary["takeover"], summary["phase_tokens"]
-    n = settings.samples
+    n = settings.policy.num_samples
     lines = [
         f"{m['questions']} questions x {n} samples ({m['samples']} recorded) of {settings.dataset_name}, "
         f"method {settings.method}, target {run_settings['target']}, draft {run_settings['draft']}",
@@ -141,9 +147,57 @@ def summary_lines(summary: dict, settings: EvalSettings, run_settings: dict, out
         f"phases: draft decode {phases['draft_decode']}, target score {phases['target_score']}, "
         f"target decode {phases['target_decode']}"
     )
+    timings = summary.get("timings") or {}
     if summary["wall_time"] is not None:
-        lines.append(f"time: {summary['wall_time']:.1f} s for {summary['invocation']['samples']} samples"
+        runs = len(timings.get("invocations") or [])
+        over = f" over {runs} invocations" if runs > 1 else ""
+        lines.append(f"time: {summary['wall_time']:.1f} s for {timings.get('samples', m['samples'])} samples{over}"
                      + (f", {tps:.1f} tokens/s" if tps else ""))
+        if not timings.get("same_machine", True):
+            lines.append("note: the invocations ran on different machines: the time is not one machine's")
     lines.append(f"files: {out}/run.json, {out}/samples.jsonl, {out}/summary.json")
     return lines
 
+
+# ---------------------------------------------------------------------------- run.json's informative part
+def model_info(llm) -> dict:
+    """name, params (sum of numel) and bytes of the target and the draft."""
+    def info(name: str, loaded, engine) -> dict:
+        if loaded is None:  # a remote server: its weights are not here
+            return {"name": name, "url": getattr(engine, "url", None), "params": None, "bytes": None}
+        params = list(loaded.model.parameters())
+        return {"name": name, "params": sum(p.numel() for p in params),
+                "bytes": sum(p.numel() * p.element_size() for p in params)}
+
+    models = {"target": info(llm.pair.target_name, getattr(llm, "loaded", None), llm.pair.target),
+              "draft": info(llm.pair.draft_name, getattr(llm, "draft_loaded", None), llm.pair.draft)}
+    models["draft"]["self"] = llm.self_mode
+    return models
+
+
+def versions() -> dict:
+    import torch
+
+    try:
+        from importlib.metadata import version
+
+        a1_version = version("a1")
+    except Exception:  # not installed (a source checkout on sys.path)
+        a1_version = "unknown"
+    return {"a1": a1_version, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count()}
+    import torch
+
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info

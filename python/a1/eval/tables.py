@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from a1.eval.results import Run
+from a1.eval.timings import comparable, invocation_timings
 
 CONDITIONAL = ("per-question", "per_question")
-TESTING_METHODS = ("a1", "reference")  # methods that test draft steps against calibration
+TESTING_METHODS = ("a1", "paper", "reference")  # methods that test draft steps against calibration
 
 
 def fmt_pct(x: Optional[float]) -> str:
@@ -73,7 +74,7 @@ def comparison_table(runs: Sequence[Run]) -> str:
         m = run.metrics
         rows.append([
             run.name, run.setting("method", "—"), run.setting("dataset", "—"),
-            run.setting("calibration", "—"), run.setting("alpha", "—"), run.setting("samples", "—"),
+            run.setting("calibration", "—"), run.setting("alpha", "—"), run.setting("num_samples", "—"),
             fmt_pct(m.get("mean_accuracy")), fmt_pct(m.get("pass_at_n")), fmt_pct(m.get("maj_at_n")),
             fmt_pct(m.get("takeover_rate")), rejection_cell(run), fmt_int(m.get("draft_tokens")),
             fmt_int(m.get("target_tokens")), wall_cell(run), fmt_float(tokens_per_second(run), 1),
@@ -102,14 +103,22 @@ def _ratio(base: Optional[float], value: Optional[float]) -> Optional[float]:
     return float("inf") if value == 0 else base / value
 
 
+def run_timings(run: Run) -> dict:
+    """The run's time over its invocations (summary.json's, else computed from run.json)."""
+    timings = (run.summary or {}).get("timings")
+    return timings if isinstance(timings, dict) else invocation_timings(run.invocations, run.records)
+
+
 def speedup_table(runs: Sequence[Run]) -> str:
     """Per dataset and N: speed-up of each method over the target_only run of the same dataset
     and N, as wall-time ratio (target_only wall / run wall) and target-token ratio (target_only
     target tokens / run target tokens: how many fewer tokens the target decoded), with both
-    runs' accuracies side by side. Marginal and conditional calibration get separate tables."""
+    runs' accuracies side by side. Marginal and conditional calibration get separate tables. A
+    wall-time speed-up needs both runs on one and the same machine (every invocation of each:
+    a1.eval.timings); otherwise it says why not."""
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
-        key = (str(run.setting("dataset", "—")), str(run.setting("samples", "—")))
+        key = (str(run.setting("dataset", "—")), str(run.setting("num_samples", "—")))
         groups.setdefault(key, []).append(run)
     out: list[str] = []
     header = ["run", "method", "α", "wall time (s)", "speed-up (wall)", "target tokens",
@@ -146,7 +155,8 @@ def speedup_table(runs: Sequence[Run]) -> str:
                     bpass = bmaj = "no target_only run"
                 else:
                     bm = base.metrics
-                    wall = fmt_ratio(_ratio(base.wall_time, run.wall_time))
+                    why_not = comparable(run_timings(run), run_timings(base))
+                    wall = f"not comparable: {why_not}" if why_not else fmt_ratio(_ratio(base.wall_time, run.wall_time))
                     tok = fmt_ratio(_ratio(bm.get("target_tokens"), m.get("target_tokens")))
                     bpass, bmaj = fmt_pct(bm.get("pass_at_n")), fmt_pct(bm.get("maj_at_n"))
                 rows.append([run.name, run.setting("method", "—"), run.setting("alpha", "—"),

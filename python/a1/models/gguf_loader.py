@@ -175,14 +175,72 @@ def _rope_scaling(reader: Any, gguf_arch: str, path: Path) -> Optional[dict[str,
     raise ValueError(f"{path}: unsupported RoPE scaling {kind!r} in GGUF metadata")
 
 
+_TOKEN_ID_KEYS = ("bos_token_id", "eos_token_id", "unknown_token_id", "padding_token_id", "eot_token_id",
+                  "eom_token_id", "sep_token_id", "cls_token_id", "mask_token_id")
+
+
+def check_gguf_tokenizer(reader: Any, path: Path) -> None:
+    """ValueError naming the file and the tokenizer.ggml.* key that cannot make a tokenizer (missing,
+    mistyped, out of range): transformers' conversion would fail on it with a KeyError, an
+    IndexError or a tokenizers error that names neither."""
+    def bad(key: str, why: str) -> ValueError:
+        return ValueError(f"{path}: corrupt GGUF tokenizer metadata: {key} {why}")
+
+    def read(key: str) -> Any:
+        field = reader.get_field(key)
+        if field is None:
+            return None
+        try:
+            return field.contents()
+        except (ValueError, IndexError, UnicodeDecodeError) as err:
+            raise bad(key, f"cannot be read ({type(err).__name__}: {err})") from None
+
+    kind = read("tokenizer.ggml.model")
+    if not isinstance(kind, str) or not kind:
+        raise bad("tokenizer.ggml.model", "is missing" if kind is None else f"must be a string, got {kind!r}")
+    tokens = read("tokenizer.ggml.tokens")
+    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+        raise bad("tokenizer.ggml.tokens", "is missing" if tokens is None else "must be a non-empty list of strings")
+    for key in ("token_type", "scores"):
+        values = read(f"tokenizer.ggml.{key}")
+        if values is None:
+            continue
+        if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
+            raise bad(f"tokenizer.ggml.{key}", "must be a list of numbers")
+        if len(values) != len(tokens):
+            raise bad(f"tokenizer.ggml.{key}", f"has {len(values)} entries for {len(tokens)} tokens")
+    merges = read("tokenizer.ggml.merges")
+    if merges is None and read("tokenizer.ggml.scores") is None and kind in ("gpt2", "llama"):
+        raise bad("tokenizer.ggml.merges", "is missing (and there are no tokenizer.ggml.scores to derive them from)")
+    if merges is not None:  # whether both halves are tokens is left to the conversion (byte-level respelling)
+        for number, merge in enumerate(merges if isinstance(merges, list) else [merges]):
+            parts = merge.split(" ") if isinstance(merge, str) else []
+            if len(parts) != 2 or not all(parts):
+                raise bad("tokenizer.ggml.merges", f"entry {number} ({merge!r}) is not two tokens joined by a space")
+    for name in _TOKEN_ID_KEYS:
+        token_id = read(f"tokenizer.ggml.{name}")
+        if token_id is not None and (not isinstance(token_id, int) or not 0 <= token_id < len(tokens)):
+            raise bad(f"tokenizer.ggml.{name}", f"is {token_id!r}, not a token id of the {len(tokens)} tokens")
+    template = read("tokenizer.chat_template")
+    if template is not None and not isinstance(template, str):
+        raise bad("tokenizer.chat_template", "must be a string")
+
+
 def read_gguf_tokenizer(path: Path, config: ModelConfig) -> Tokenizer:
     """Build the tokenizer the GGUF metadata describes with transformers' GGUF conversion (local)."""
     try:
         from transformers.integrations.gguf import convert_gguf_tokenizer, get_gguf_tokenizer
     except ImportError as err:
         raise ImportError("building a tokenizer from GGUF metadata needs transformers >= 5") from err
-    architecture, tokenizer_dict, tokenizer_config = get_gguf_tokenizer(str(path))
-    backend, _ = convert_gguf_tokenizer(architecture, tokenizer_dict)
+    try:
+        architecture, tokenizer_dict, tokenizer_config = get_gguf_tokenizer(str(path))
+        backend, _ = convert_gguf_tokenizer(architecture, tokenizer_dict)
+    except Exception as err:  # what check_gguf_tokenizer does not foresee: still name the file, in one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        key = ("tokenizer.ggml.merges" if "BPE" in first or "erge" in first
+               else "tokenizer.ggml.model" if "stating tokenizer" in first else "tokenizer.ggml.*")
+        raise ValueError(f"{path}: corrupt GGUF tokenizer metadata: cannot build a tokenizer from {key} "
+                         f"({type(err).__name__}: {first})") from err
     return Tokenizer(
         backend,
         chat_template=tokenizer_config.get("chat_template"),
@@ -195,6 +253,7 @@ def read_gguf_tokenizer(path: Path, config: ModelConfig) -> Tokenizer:
 def load_gguf_file(path: Path, dtype: torch.dtype) -> tuple[DecoderLM, Tokenizer]:
     reader = open_gguf(path)
     config = read_gguf_config(reader, path)
+    check_gguf_tokenizer(reader, path)
     tokenizer = read_gguf_tokenizer(path, config)
     model = DecoderLM(config, dtype)
     load_hf_weights(model, GGUFCheckpoint(reader, config), source=str(path))

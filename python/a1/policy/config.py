@@ -1,79 +1,121 @@
-"""Settings of one A1 run: the decision levels, the step and budget settings, the mode."""
+"""PolicyConfig: the one definition of every setting of an A1 run (default, check, help text).
+
+a1_ext.generate takes a PolicyConfig or overrides of its fields, a1 eval's settings hold one, and
+the command line's policy flags are built from its fields (the flag is the field name with
+dashes: --on-reject, --target-step-tokens, ...). Every check runs once, when it is constructed.
+"""
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
-from typing import Optional
+import dataclasses
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Optional
+
+from . import knobs
+from .knobs import knob
 
 MODES = ("async", "sync", "target_only", "draft_only", "reference")
 SCORE_KINDS = ("ppl", "mean_nll", "max_nll")
 ON_REJECT = ("rewrite", "append")
+APPEND_UNTIL = ("tokens", "step")
+
+# a1 eval --method: named pipelines, as policy field values (explicit fields override them)
+PRESETS: dict[str, dict[str, Any]] = {
+    "a1": {"mode": "async"},
+    "sync": {"mode": "sync"},
+    "target_only": {"mode": "target_only"},
+    "draft_only": {"mode": "draft_only"},
+    "reference": {"mode": "reference"},
+    # the paper's pipeline (draft -> verify -> target continuation of K tokens after a kept rejected
+    # step) with this project's exact conformal statistics
+    "paper": {"mode": "async", "on_reject": "append", "append_until": "tokens"},
+}
 
 
 @dataclass
 class PolicyConfig:
-    """alpha: takeover level α (also a budget: E[takeovers per turn] = α·N). alpha_resample: the
-    upper level of the three-way rule (None: two-way). max_resamples: redrafts of a step in the
-    resample region before the best-scored attempt is kept. step_tokens: most tokens of one step
-    (a step also ends at "\\n\\n" or EOS). max_turns / max_tokens: the sample's budgets, after which
-    the answer is forced; min_tokens: an earlier answer is suppressed and "Wait" appended.
-    on_reject: "rewrite" (roll the step back, the target writes it) or "append" (the paper's
-    pipeline: keep the draft step, the target continues after it for target_step_tokens).
-    concurrency: questions in flight at once. warm_start: first steps drafted and scored per
-    question to seed an online calibrator before its samples start (the paper's memory bank)."""
+    """The settings of an A1 run; see each field's help (`a1 eval --help` prints them)."""
 
-    alpha: float = 0.1
-    alpha_resample: Optional[float] = None
-    max_resamples: int = 2
-    num_samples: int = 16
-    mode: str = "async"
-    turn_edges: tuple[int, ...] = (1, 2, 4, 8)
-    step_tokens: int = 64
-    max_turns: int = 32
-    max_tokens: int = 1024
-    min_tokens: int = 0
-    temperature: float = 0.7
-    top_p: float = 0.95
-    top_k: int = 0
-    seed: int = 0
-    score: str = "ppl"
-    on_reject: str = "rewrite"
-    target_step_tokens: int = 64
-    speculative_tokens: int = 0
-    answer_tokens: int = 32
-    concurrency: int = 8
-    warm_start: int = 0
-    step_stop: tuple[str, ...] = field(default=("\n\n",))
+    alpha: float = knob(0.1, "takeover level α: the target takes over a fraction α of tested steps (also a budget: "
+                        "E[takeovers per turn] = α·N)", knobs.level, knobs.parse_float)
+    alpha_resample: Optional[float] = knob(
+        None, "upper level of the three-way rule: p in (α, this] redrafts the step (none: two-way)",
+        knobs.optional(knobs.level), knobs.parse_optional_float, metavar="LEVEL|none")
+    max_resamples: int = knob(2, "redrafts of a step in the resample region before its best-scored attempt is kept",
+                              knobs.int_at_least(0), knobs.parse_int)
+    num_samples: int = knob(16, "samples per question, N", knobs.int_at_least(1), knobs.parse_int,
+                            aliases=("--samples",))
+    mode: str = knob("async", "async: a conformal test per sample; sync: a per-question barrier ranks the steps and "
+                     "takes over a fraction α of them; target_only / draft_only: one model writes every step; "
+                     "reference: the original authors' rule", knobs.one_of(MODES), choices=MODES)
+    turn_edges: tuple[int, ...] = knob((1, 2, 4, 8), "first turn of each calibration stratum after turn 0 "
+                                       "(comma-separated; scores of different strata are never compared)",
+                                       knobs.turn_edges, knobs.parse_ints, metavar="T1,T2,...")
+    step_tokens: int = knob(64, "most tokens of one drafted step; a step also ends at a blank line or EOS",
+                            knobs.int_at_least(1), knobs.parse_int)
+    max_turns: int = knob(32, "most steps of a sample before its answer is forced", knobs.int_at_least(1),
+                          knobs.parse_int, aliases=("--turns",))
+    max_tokens: int = knob(1024, "most reasoning tokens of a sample before its answer is forced",
+                           knobs.int_at_least(1), knobs.parse_int)
+    min_tokens: int = knob(0, "an answer before this many tokens is dropped and 'Wait,' appended (budget forcing)",
+                           knobs.int_at_least(0), knobs.parse_int)
+    temperature: float = knob(0.7, "sampling temperature of every step (0: greedy)", knobs.temperature,
+                              knobs.parse_float)
+    top_p: float = knob(0.95, "nucleus sampling: keep the likeliest tokens up to this mass", knobs.top_p,
+                        knobs.parse_float)
+    top_k: int = knob(0, "keep the k likeliest tokens (0: all)", knobs.int_at_least(0), knobs.parse_int)
+    seed: int = knob(0, "seeds every sample (with its question id and index) and the question shuffle",
+                     knobs.int_at_least(0), knobs.parse_int)
+    score: str = knob("ppl", "nonconformity score of a step from the target's log-probs: ppl = exp(mean NLL), "
+                      "mean_nll or max_nll", knobs.one_of(SCORE_KINDS), choices=SCORE_KINDS)
+    on_reject: str = knob("rewrite", "rewrite: roll a rejected step back and let the target write it; append (the "
+                          "paper's pipeline): keep it, the target continues after it", knobs.one_of(ON_REJECT),
+                          choices=ON_REJECT)
+    target_step_tokens: int = knob(64, "with on_reject=append: tokens the target writes after a rejected step (K_t)",
+                                   knobs.int_at_least(1), knobs.parse_int)
+    append_until: str = knob("tokens", "with on_reject=append, what ends the target's continuation early: tokens "
+                             "(only EOS or a final answer: the paper's) or step (also the step's blank line)",
+                             knobs.one_of(APPEND_UNTIL), choices=APPEND_UNTIL)
+    speculative_tokens: int = knob(0, "k > 0: the target writes its steps by lossless speculative decoding, the "
+                                   "draft proposing k tokens per round (a separate draft model only)",
+                                   knobs.int_at_least(0), knobs.parse_int)
+    answer_tokens: int = knob(32, "most tokens the target writes to close a forced '\\boxed{'",
+                              knobs.int_at_least(1), knobs.parse_int)
+    concurrency: int = knob(8, "questions in flight at once", knobs.int_at_least(1), knobs.parse_int)
+    warm_start: int = knob(0, "first steps drafted and scored per question to seed an updated calibrator before "
+                           "its samples start (the paper's memory bank)", knobs.int_at_least(0), knobs.parse_int)
+    step_stop: tuple[str, ...] = knob(("\n\n",), "strings that end a step (a JSON list, or one string with "
+                                      "backslash escapes)", knobs.stop_strings, knobs.parse_strings,
+                                      metavar="STRINGS")
 
     def __post_init__(self) -> None:
-        _check_level("alpha", self.alpha)
-        if self.alpha_resample is not None:
-            _check_level("alpha_resample", self.alpha_resample)
-            if self.alpha_resample < self.alpha:
-                raise ValueError(f"alpha_resample ({self.alpha_resample}) must be >= alpha ({self.alpha})")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.score not in SCORE_KINDS:
-            raise ValueError(f"score must be one of {SCORE_KINDS}, got {self.score!r}")
-        if self.on_reject not in ON_REJECT:
-            raise ValueError(f"on_reject must be one of {ON_REJECT}, got {self.on_reject!r}")
-        for name in ("num_samples", "step_tokens", "max_turns", "max_tokens", "target_step_tokens", "answer_tokens",
-                     "concurrency"):
-            _check_int(name, getattr(self, name), 1)
-        for name in ("max_resamples", "min_tokens", "speculative_tokens", "top_k", "warm_start"):
-            _check_int(name, getattr(self, name), 0)
-        _check_int("seed", self.seed, None)
+        for f in fields(self):  # each field's own check, the only one it gets
+            setattr(self, f.name, f.metadata["check"](getattr(self, f.name), f.name))
+        if self.alpha_resample is not None and self.alpha_resample < self.alpha:
+            raise ValueError(f"alpha_resample ({self.alpha_resample}) must be >= alpha ({self.alpha})")
         if self.min_tokens > self.max_tokens:
             raise ValueError(f"min_tokens ({self.min_tokens}) must be <= max_tokens ({self.max_tokens})")
-        if not isinstance(self.temperature, (int, float)) or not math.isfinite(self.temperature) or self.temperature < 0:
-            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
-        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        edges = tuple(self.turn_edges)
-        if any(isinstance(e, bool) or not isinstance(e, int) or e < 0 for e in edges) or list(edges) != sorted(set(edges)):
-            raise ValueError(f"turn_edges must be strictly increasing ints >= 0, got {self.turn_edges!r}")
-        self.turn_edges = edges
-        self.step_stop = tuple(self.step_stop)
+        if self.mode == "sync" and self.alpha_resample is not None:
+            raise ValueError("alpha_resample: sync mode ranks the steps at a barrier and has no p-values to "
+                             "resample on; use mode='async' for the three-way rule")
+
+    @classmethod
+    def preset(cls, method: str, **overrides: Any) -> "PolicyConfig":
+        """The settings of a named pipeline (PRESETS), with explicit overrides on top."""
+        if method not in PRESETS:
+            raise ValueError(f"method must be one of {tuple(PRESETS)}, got {method!r}")
+        return cls.of({**PRESETS[method], **overrides})
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> "PolicyConfig":
+        """PolicyConfig(**values), naming an unknown field (with the known ones) instead of
+        Python's bare "unexpected keyword argument"."""
+        check_names(values)
+        return cls(**values)
+
+    def replace(self, **overrides: Any) -> "PolicyConfig":
+        """A copy with some fields changed (checked again, like any construction)."""
+        check_names(overrides)
+        return dataclasses.replace(self, **overrides)
 
     @property
     def tested(self) -> bool:
@@ -93,12 +135,10 @@ class PolicyConfig:
         return asdict(self)
 
 
-def _check_level(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PolicyConfig))
 
 
-def _check_int(name: str, value, minimum: Optional[int]) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-        bound = "" if minimum is None else f" >= {minimum}"
-        raise ValueError(f"{name} must be an int{bound}, got {value!r}")
+def check_names(values: dict[str, Any]) -> None:
+    unknown = [name for name in values if name not in FIELDS]
+    if unknown:
+        raise TypeError(f"unknown policy setting(s) {unknown}; the settings are {list(FIELDS)}")

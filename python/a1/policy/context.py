@@ -10,6 +10,7 @@ from a1.calibration import Calibrator
 from a1.engine.pair import PairEngine
 
 from .config import PolicyConfig
+from .decide import DecisionRule
 from .results import StepRecord
 
 
@@ -84,6 +85,9 @@ class RunContext:
         self.max_model_len = pair.max_model_len
         self._on_step = on_step
         self.warm_scores = 0
+        self.decide = DecisionRule(cfg.alpha, cfg.alpha_resample)  # the levels, checked once
+        # scores a stratum needs before anything can be rejected (closed form, computed once)
+        self.warmup = calibrator.warmup(cfg.alpha) if calibrator is not None else 0
         self.speculative = None  # the target's steps by lossless speculative decoding, the draft proposing
         if cfg.speculative_tokens and cfg.mode != "draft_only":
             if self.self_mode:
@@ -118,7 +122,7 @@ class RunContext:
         """The step's p-value against the earlier scores of its stratum, then (online) the score
         joins them: each p-value uses only scores that came before it."""
         key = self._question(question)
-        warmup = self.calibrator.in_warmup(self.cfg.alpha, turn=turn, question=key)
+        warmup = self.calibrator.n(turn=turn, question=key) < self.warmup
         p = self.calibrator.p_value(score, turn=turn, question=key)
         if self.update_calibration:
             self.calibrator.update(score, turn=turn, question=key)
@@ -129,10 +133,13 @@ class RunContext:
         self.calibrator.update(score, turn=0, question=self._question(question))
         self.warm_scores += 1
 
-    def seed_for(self, question: int, sample: int, turn: int, attempt: int, role: str) -> int:
+    def seed_for(self, question: int, sample: int, turn: int, attempt: int, role: str, part: int = 0) -> int:
+        """The seed of one request; part > 0 numbers the later requests of one step (the paper's
+        continuation) without changing the seeds of the first ones."""
         key = self.question_keys[question]
         key_int = key if isinstance(key, int) else mix_seed(*str(key).encode())
-        return mix_seed(self.cfg.seed, key_int, sample, turn, attempt, _ROLE_SEED.get(role, 3))
+        parts = (self.cfg.seed, key_int, sample, turn, attempt, _ROLE_SEED.get(role, 3)) + ((part,) if part else ())
+        return mix_seed(*parts)
 
     def on_step(self, sample, step: Step) -> None:
         if self._on_step is not None:

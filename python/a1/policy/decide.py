@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Optional
 
 ACTIONS = ("accept", "resample", "takeover")
@@ -26,20 +28,56 @@ def _level(value: float, name: str) -> float:
     return float(value)
 
 
+@dataclass(frozen=True)
+class DecisionRule:
+    """The levels of the rule, checked once when it is built (a run builds one; its steps then
+    only check their p-values)."""
+
+    alpha_takeover: float
+    alpha_resample: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alpha_takeover", _level(self.alpha_takeover, "alpha_takeover"))
+        if self.alpha_resample is not None:
+            object.__setattr__(self, "alpha_resample", _level(self.alpha_resample, "alpha_resample"))
+            if self.alpha_resample < self.alpha_takeover:
+                raise ValueError(f"alpha_resample ({self.alpha_resample}) must be >= alpha_takeover "
+                                 f"({self.alpha_takeover})")
+
+    def __call__(self, p: float) -> str:
+        """"accept", "resample" or "takeover" for p-value `p` (see the module doc)."""
+        if isinstance(p, bool) or not isinstance(p, numbers.Real):
+            raise TypeError(f"p must be a real number, got {type(p).__name__}")
+        p = float(p)
+        if math.isnan(p) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {p!r}")
+        if p <= self.alpha_takeover:
+            return "takeover"
+        if self.alpha_resample is not None and p <= self.alpha_resample:
+            return "resample"
+        return "accept"
+
+
 def decide(p: float, alpha_takeover: float, alpha_resample: Optional[float] = None) -> str:
     """Returns "accept", "resample" or "takeover" for p-value `p` (see the module doc)."""
-    alpha_takeover = _level(alpha_takeover, "alpha_takeover")
-    if alpha_resample is not None:
-        alpha_resample = _level(alpha_resample, "alpha_resample")
-        if alpha_resample < alpha_takeover:
-            raise ValueError(f"alpha_resample ({alpha_resample}) must be >= alpha_takeover ({alpha_takeover})")
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
-        raise TypeError(f"p must be a real number, got {type(p).__name__}")
-    p = float(p)
-    if math.isnan(p) or not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be in [0, 1], got {p!r}")
-    if p <= alpha_takeover:
-        return "takeover"
-    if alpha_resample is not None and p <= alpha_resample:
-        return "resample"
-    return "accept"
+    return DecisionRule(alpha_takeover, alpha_resample)(p)
+
+
+class SyncQuota:
+    """Sync mode's takeovers per barrier, budget-matched to A1 at the same alpha: a running credit
+    of alpha per tested step, carried across every barrier of the run (questions included), so
+    that after barriers of n_1..n_B steps exactly floor(alpha * (n_1 + ... + n_B)) steps have been
+    taken over: the run's takeover fraction is alpha within 1 / (n_1 + ... + n_B). (Taking
+    ceil(alpha * n) at each barrier overspends: at alpha = 0.2 it takes 1 of 4, 1 of 3, ..., 30% of
+    a run's steps.) Exact rational arithmetic: no float drift over long runs."""
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha = Fraction(_level(alpha, "alpha"))
+        self.credit = Fraction(0)
+
+    def take(self, num_steps: int) -> int:
+        """How many of a barrier's num_steps steps (its worst-scored) are taken over."""
+        self.credit += self.alpha * num_steps
+        taken = min(num_steps, math.floor(self.credit))
+        self.credit -= taken
+        return taken

@@ -3,11 +3,11 @@
 After each engine step the outputs go straight back to the samples waiting for them; each sample
 then submits its next task before the next step starts. Questions are admitted up to
 `concurrency` at once. Sync mode adds a per-question barrier: the samples' scored steps wait for
-each other, and the ⌈α·n⌉ worst-scored of the n at the barrier are taken over.
+each other, and the worst-scored at the barrier are taken over, as many as a running budget of α
+per tested step allows (decide.SyncQuota).
 """
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -16,6 +16,7 @@ from typing import Callable, Generator, Optional, Sequence
 from a1.engine.outputs import RequestOutput, ScoreResult
 
 from .context import RunContext
+from .decide import SyncQuota
 from .results import SampleResult
 from .sample_loop import Barrier, SampleRun, Wait
 
@@ -54,6 +55,8 @@ class Driver:
         self.ctx, self.cfg = ctx, ctx.cfg
         self.on_sample, self.progress = on_sample, progress
         self._waiting: dict[tuple[int, str, int], tuple[QuestionRun, SampleRun, Generator]] = {}
+        self._live: dict[int, SampleRun] = {}  # id -> every sample started and not done (warm-ups too)
+        self._sync_quota = SyncQuota(self.cfg.alpha)  # one budget for every barrier of the run
         self._bar = None
         self._tested = self._taken_over = 0
 
@@ -88,6 +91,13 @@ class Driver:
                             f"in the engine: {out.error}"
                         ) from out.error
                     self._advance(*waiter, out)
+        except BaseException:
+            # an error, a callback's exception or Ctrl-C: the engines hold no sequence of this run
+            # after it, so the LLM serves the next call with the blocks it had before this one
+            for sample in self._live.values():
+                sample.abort()
+            self._live.clear()
+            raise
         finally:
             if self._bar is not None:
                 self._bar.close()
@@ -104,6 +114,7 @@ class Driver:
             question.warming = self.cfg.warm_start
             for i in range(self.cfg.warm_start):  # negative indices: seeds apart from the samples'
                 warm = SampleRun(self.ctx, question.index, -1 - i, question.prompt_ids, question.start)
+                self._live[id(warm)] = warm
                 self._advance(question, warm, warm.warm(), None)
             return
         self._start_samples(question)
@@ -111,6 +122,7 @@ class Driver:
     def _start_samples(self, question: QuestionRun) -> None:
         for index in question.sample_indices:
             sample = SampleRun(self.ctx, question.index, index, question.prompt_ids, question.start)
+            self._live[id(sample)] = sample
             self._advance(question, sample, sample.run(), None)
 
     def _advance(self, question: QuestionRun, sample: SampleRun, loop: Generator, value) -> None:
@@ -129,11 +141,12 @@ class Driver:
             raise TypeError(f"a sample loop yielded {request!r}")
 
     def _release_barrier(self, question: QuestionRun) -> None:
-        """Sync mode: once every live sample has a scored step, the ⌈α·n⌉ worst are taken over."""
+        """Sync mode: once every live sample has a scored step, the worst-scored are taken over, as
+        many as the run's takeover budget allows (decide.SyncQuota: a fraction alpha of the run's steps)."""
         if not question.arrivals or len(question.arrivals) < question.live:
             return
         arrivals, question.arrivals = sorted(question.arrivals, key=lambda a: a[0].index), []
-        num_takeovers = math.ceil(self.cfg.alpha * len(arrivals))
+        num_takeovers = self._sync_quota.take(len(arrivals))
         ranked = sorted(range(len(arrivals)), key=lambda i: (-arrivals[i][2], arrivals[i][0].index))
         worst = set(ranked[:num_takeovers])
         now = time.perf_counter()
@@ -142,6 +155,7 @@ class Driver:
             self._advance(question, sample, loop, "takeover" if i in worst else "accept")
 
     def _done(self, question: QuestionRun, sample: SampleRun) -> None:
+        del self._live[id(sample)]
         if sample.index < 0:  # a warm-start draft
             question.warming -= 1
             if question.warming == 0:

@@ -1,7 +1,8 @@
 """Remote backends: the A1 policy driving vLLM / SGLang / llama.cpp / `a1 serve` servers with the
 same code as the embedded engine. `RemoteLLM(target_url, draft_url, tokenizer=...)` goes where an
 a1.LLM goes (`a1.policy.generate(prompts, target=RemoteLLM(...))`); `RemoteBackend(url, tokenizer)`
-(alias RemoteEngine) is one model's backend (the subset of LLMEngine the policy uses)."""
+(alias RemoteEngine) is one model's backend (the subset of LLMEngine the policy uses). Each URL
+may be a list: the replicas of one model (routing.py)."""
 from .config import RemoteConfig
 from .engine import RemoteBackend, RemoteEngine
 from .errors import (

@@ -1,6 +1,7 @@
 """Settings of a remote engine's HTTP traffic."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -33,20 +34,17 @@ class RemoteConfig:
     api_key: Optional[str] = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("score_timeout", "generate_timeout", "connect_timeout"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, got {self.max_retries!r}")
-        if self.backoff < 0 or self.max_backoff < 0:
-            raise ValueError(f"backoff and max_backoff must be >= 0, got {self.backoff}, {self.max_backoff}")
-        for name in ("max_scores", "max_generations"):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
-        if self.step_timeout < 0:
-            raise ValueError(f"step_timeout must be >= 0 (0: derived from the request timeouts), got {self.step_timeout}")
-        if not self.probe_tolerance > 0:
-            raise ValueError(f"probe_tolerance must be > 0, got {self.probe_tolerance}")
+        for name in ("score_timeout", "generate_timeout", "connect_timeout", "probe_tolerance"):
+            _number(self, name, "> 0", lambda v: v > 0)
+        for name in ("backoff", "max_backoff"):
+            _number(self, name, ">= 0", lambda v: v >= 0)
+        _number(self, "step_timeout", ">= 0 (0: derived from the request timeouts)", lambda v: v >= 0)
+        for name, low in (("max_retries", 0), ("max_scores", 1), ("max_generations", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
+            raise ValueError("api_key must be a non-empty string or None")
 
     def timeout(self, kind: str) -> float:
         return self.score_timeout if kind == "score" else self.generate_timeout
@@ -65,3 +63,10 @@ class RemoteConfig:
         if self.step_timeout:
             return self.step_timeout
         return max(self.worst_case("score"), self.worst_case("generate")) + 30.0
+
+
+def _number(config: RemoteConfig, name: str, rule: str, ok) -> None:
+    """A finite real number obeying rule (a bool, a string or an infinity is refused by name)."""
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise ValueError(f"{name} must be a finite number {rule}, got {value!r}")

@@ -1,76 +1,103 @@
 """RemoteBackend (alias RemoteEngine): the part of LLMEngine the A1 policy uses, over a vLLM /
-SGLang / llama.cpp / a1 serve server. Histories live here as token-id lists and travel as token ids
-(re-tokenized only by servers that take text prompts, see text_spans.py):
-every request carries its sequence's whole history and the server's prefix cache reuses what it
-has seen, so rolling back is free (the next request sends the shorter history). Requests run
-concurrently on the transport's loop; step() waits (bounded) until one ends and returns what
-finished, like LLMEngine.step() returns what a batch finished."""
+SGLang / llama.cpp / a1 serve server, or over several replicas of one model (routing.py).
+Histories live here as token-id lists and travel as token ids (re-tokenized only by servers that
+take text prompts, see text_spans.py): every request carries its sequence's whole history and the
+server's prefix cache reuses what it has seen, so rolling back is free (the next request sends the
+shorter history) and any replica can continue any sequence. Requests run concurrently on the
+transport's loop; step() waits (bounded) until one ends and returns what finished, like
+LLMEngine.step() returns what a batch finished; a request whose replica went down is re-sent to
+another one before anything comes out of step()."""
 from __future__ import annotations
 
 import concurrent.futures
 import math
 import time
+import warnings
 from dataclasses import replace
-from typing import Callable, Optional
+from typing import Optional, Sequence, Union
 
-from a1.engine.metrics import RequestMetrics
-from a1.engine.outputs import CompletionOutput, RequestOutput, ScoreResult
+from a1.engine.outputs import ScoreResult
 from a1.engine.sampling_params import SamplingParams
 
 from .config import PROTOCOLS, RemoteConfig
+from .context_errors import name_context
 from .errors import RemoteError, RemoteProtocolError, RemoteRequestError, RemoteUnavailableError
+from .finish import Finishing
 from .metrics import RemoteMetrics
-from .openai_protocol import OpenAIProtocol
-from .probe import identify, probe_alignment
-from .protocol import Generation
+from .replica import Replica, connect
+from .routing import Router, check_urls
 from .sequences import Output, Pending, SequenceTable
-from .sglang_protocol import SGLangProtocol
-from .stops import trim
 from .tokenizer import ClientTokenizer, load_tokenizer
 from .transport import Transport
 
-class RemoteBackend(SequenceTable):
-    """One model's backend over a server: the subset of LLMEngine the policy uses (the embedded
-    engine is the other implementation). url: the server's base URL. tokenizer: a path / built-in name / tokenizer of the served
-    model (see tokenizer.load_tokenizer). protocol: "auto" (probe the server), "openai" or
-    "sglang". model: the served model the requests name (default: the server's first).
-    max_model_len: default the server's, else the tokenizer config's. transport: shared with the
-    other engine of a pair (RemoteLLM does it). check_alignment: run the start-up probe."""
 
-    def __init__(self, url: str, tokenizer, protocol: str = "auto", *, model: Optional[str] = None,
-                 max_model_len: Optional[int] = None, config: Optional[RemoteConfig] = None,
-                 transport: Optional[Transport] = None, check_alignment: bool = True) -> None:
+class RemoteBackend(Finishing, SequenceTable):
+    """One model's backend over its server(s): the subset of LLMEngine the policy uses (the
+    embedded engine is the other implementation). url: the server's base URL, or a list of
+    replicas' URLs (see routing.py). tokenizer: a path / built-in name / tokenizer of the served
+    model (see tokenizer.load_tokenizer). protocol: "auto" (probe each server), "openai" or
+    "sglang". model: the served model the requests name (default: each server's first).
+    max_model_len: default the servers' (the smallest), else the tokenizer config's. transport:
+    shared with the other engine of a pair (RemoteLLM does it). check_alignment: run the start-up
+    probe on each server. A replica that cannot be reached at start-up is left out (with a
+    warning) while another one answers."""
+
+    def __init__(self, url: Union[str, Sequence[str]], tokenizer, protocol: str = "auto", *,
+                 model: Optional[str] = None, max_model_len: Optional[int] = None,
+                 config: Optional[RemoteConfig] = None, transport: Optional[Transport] = None,
+                 check_alignment: bool = True) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ValueError(f"url must be an http(s) URL, got {url!r}")
+        urls = check_urls(url)
+        if max_model_len is not None and (isinstance(max_model_len, bool) or not isinstance(max_model_len, int)
+                                          or max_model_len < 2):
+            raise ValueError(f"max_model_len must be an int >= 2 or None, got {max_model_len!r}")
         loaded = tokenizer if isinstance(tokenizer, ClientTokenizer) else load_tokenizer(tokenizer)
-        self.url, self.tokenizer = url.rstrip("/"), loaded.tokenizer
+        self.tokenizer = loaded.tokenizer
         self.eos_token_ids = sorted(set(loaded.eos_token_ids))
         self.vocab_size = loaded.vocab_size
         self._owns_transport = transport is None
         self.transport = transport or Transport(config)
         self.config = self.transport.config
         try:
-            info = identify(self.transport, self.url, protocol, model)
-            self.model = info.model
-            self.name = self.url + (f" ({info.model})" if info.model else "")
-            if info.protocol == "sglang":
-                self.protocol = SGLangProtocol(self.name, info.model if model is not None else None, self.vocab_size)
-            else:
-                self.protocol = OpenAIProtocol(self.name, info.model, self.tokenizer, self.vocab_size)
-                self.protocol.accepts_token_ids(self.transport, self.url)
-                self.protocol.find_dialect(self.transport, self.url)
-            self.max_model_len = max_model_len or info.max_model_len or loaded.max_position_embeddings
+            self.router = Router(self._connect(urls, loaded, protocol, model, check_alignment))
+            first = self.router.replicas[0]
+            self.name = first.name if len(self.router.replicas) == 1 else \
+                f"{first.info.model or 'the model'} on {len(self.router.replicas)} replicas"
+            limits = [r.info.max_model_len for r in self.router.replicas if r.info.max_model_len]
+            self.max_model_len = max_model_len or (min(limits) if limits else None) or loaded.max_position_embeddings
             if not self.max_model_len:
-                raise ValueError(f"max_model_len: {self.url} does not say its context length; give max_model_len")
+                raise ValueError(f"max_model_len: {first.url} does not say its context length; give max_model_len")
             self.metrics = RemoteMetrics()
             SequenceTable.__init__(self, self.vocab_size, self.max_model_len)
             self.transport.engines.add(self)
-            self.alignment = probe_alignment(self) if check_alignment else "not checked"
         except BaseException:
             self.close()
             raise
+
+    def _connect(self, urls: list[str], loaded: ClientTokenizer, protocol: str, model: Optional[str],
+                 check_alignment: bool) -> list[Replica]:
+        replicas, unreachable = [], []
+        for url in urls:
+            try:
+                replicas.append(connect(url, loaded, protocol, model, self.transport, check_alignment))
+            except RemoteUnavailableError as err:
+                unreachable.append(err)
+        if not replicas:
+            raise unreachable[0]
+        for err in unreachable:
+            warnings.warn(f"left out of the run: {err}")
+        return replicas
+
+    # the first replica's, for code and tests that drive one server
+    url = property(lambda self: self.router.replicas[0].url)
+    protocol = property(lambda self: self.router.replicas[0].protocol)
+    alignment = property(lambda self: self.router.replicas[0].alignment)
+    model = property(lambda self: self.router.replicas[0].info.model)
+
+    @property
+    def replicas(self) -> list[Replica]:
+        return self.router.replicas
 
     def close(self) -> None:
         if self._owns_transport:
@@ -97,8 +124,9 @@ class RemoteBackend(SequenceTable):
             raise ValueError(f"sequence {seq_id} already holds max_model_len={self.max_model_len} tokens")
         room = self.max_model_len - len(history)  # servers refuse prompt + max_tokens > max_model_len
         sent = replace(params, max_tokens=min(params.max_tokens, room), min_tokens=min(params.min_tokens, room))
-        pending = Pending("gen", None, len(history), params, release)
-        self._submit(seq_id, self.protocol.generate_path, lambda: self.protocol.generate_request(history, sent), pending)
+        pending = Pending("gen", None, len(history), params, release, new_tokens=sent.max_tokens)
+        pending.build = lambda p: (p.generate_path, p.generate_request(history, sent), "gen")
+        self._send(seq_id, pending)
         return seq_id
 
     def submit_score(self, seq_id: int, token_ids: list[int], keep: bool = True, temperature: float = 1.0,
@@ -120,20 +148,28 @@ class RemoteBackend(SequenceTable):
         history_len = len(seq)
         ids = seq + token_ids
         seq.extend(token_ids)
-        pending = Pending("score", None, history_len, keep=keep)
-        self._submit(seq_id, self.protocol.score_path, lambda: self.protocol.score_request(ids, history_len), pending)
+        pending = Pending("score", None, history_len, keep=keep, new_tokens=len(token_ids) + 1)
+        pending.build = lambda p: (p.score_path, p.score_request(ids, history_len), "score")
+        self._send(seq_id, pending)
 
-    def _submit(self, seq_id: int, path: str, payload: Callable[[], dict], pending: Pending) -> None:
-        """Send the request; one that cannot be written for this server fails like a request (it
-        comes out of step() as a failed request of its sample)."""
-        pending.submitted = time.perf_counter()
+    def fork(self, seq_id: int) -> int:
+        child = super().fork(seq_id)
+        self.router.inherit(child, seq_id)
+        return child
+
+    def _send(self, seq_id: int, pending: Pending) -> None:
+        """Send pending's request to its sequence's replica; one that cannot be written for that
+        server fails like a request (it comes out of step() as a failed request of its sample)."""
+        replica = self.router.replica_for(seq_id, self.seqs)
+        pending.replica = replica
+        pending.submitted = pending.submitted or time.perf_counter()
         try:
-            body = payload()
+            path, body, kind = pending.build(replica.protocol)
         except RemoteProtocolError as err:
             pending.future = concurrent.futures.Future()
             pending.future.set_exception(err)
         else:
-            pending.future = self.transport.submit("POST", self.url + path, body, pending.kind)
+            pending.future = self.transport.submit("POST", replica.url + path, body, kind)
             self.metrics.num_tokens_sent += len(self.seqs[seq_id])
         self._busy[seq_id] = pending
 
@@ -144,20 +180,31 @@ class RemoteBackend(SequenceTable):
     def step(self) -> list[Output]:
         """Wait until a request of this engine or of one sharing its transport has ended (at most
         config.wait_limit() seconds); return this engine's finished outputs (maybe none, when only
-        the other engine's request ended). A failed request raises RemoteRequestError naming
-        every failed request of the engines sharing the transport, whose state is then reset."""
+        the other engine's request ended or a request was re-sent). A failed request raises
+        RemoteRequestError naming every failed request of the engines sharing the transport,
+        whose state is then reset."""
         self.metrics.num_steps += 1
+        self._resend_stranded()
         if not self._ready and self._busy:
             self._wait()
         outputs, self._ready = self._ready, []
         failed = []
         for seq_id in [s for s, p in self._busy.items() if p.future.done()]:
-            pending = self._busy.pop(seq_id)
+            pending = self._busy[seq_id]
+            if not pending.future.done():  # re-sent by a fail-over earlier in this loop
+                continue
             try:
-                outputs.append(self._finish(seq_id, pending))
+                out = self._advance(seq_id, pending)
             except RemoteError as err:
+                if self._fail_over(seq_id, pending, err):
+                    continue
+                del self._busy[seq_id]
                 self.metrics.num_failures += 1
-                failed.append((self, pending.kind, seq_id, err))
+                failed.append((self, pending.kind, seq_id, self._named(pending, err)))
+                continue
+            if out is not None:
+                del self._busy[seq_id]
+                outputs.append(out)
         if failed:
             for engine in list(self.transport.engines):
                 if engine is not self:
@@ -166,6 +213,32 @@ class RemoteBackend(SequenceTable):
                 engine.reset()
             raise RemoteRequestError(failed)
         return outputs
+
+    def _fail_over(self, seq_id: int, pending: Pending, err: RemoteError) -> bool:
+        """Re-send pending's request to another replica when err took its replica out."""
+        if pending.replica is None or not self.router.reroutes(pending.replica, err):
+            return False
+        self.metrics.num_failovers += 1
+        self._send(seq_id, pending)
+        self._resend_stranded()
+        return True
+
+    def _resend_stranded(self) -> None:
+        """Requests still in flight on a replica taken out (by this engine or one sharing the
+        transport) go to a live one now rather than after their own timeouts."""
+        if not self.router.live():
+            return
+        for seq_id, pending in list(self._busy.items()):
+            if pending.replica is not None and not pending.replica.alive and not pending.future.done():
+                pending.future.cancel()
+                self.metrics.num_failovers += 1
+                self._send(seq_id, pending)
+
+    def _named(self, pending: Pending, err: RemoteError) -> RemoteError:
+        replica = pending.replica
+        where = replica.name if replica is not None else self.name
+        context = replica.info.context_length if replica is not None else None
+        return name_context(err, where, context, pending.history_len, pending.new_tokens, self.max_model_len)
 
     def _wait(self) -> None:
         limit, start = self.config.wait_limit(), time.perf_counter()
@@ -183,7 +256,7 @@ class RemoteBackend(SequenceTable):
         failed = []
         for seq_id, pending in self._busy.items():
             if pending.future.done() and not pending.future.cancelled() and pending.future.exception() is not None:
-                failed.append((self, pending.kind, seq_id, pending.future.exception()))
+                failed.append((self, pending.kind, seq_id, self._named(pending, pending.future.exception())))
         return failed
 
     def reset(self) -> None:
@@ -193,71 +266,7 @@ class RemoteBackend(SequenceTable):
         self._busy.clear()
         self._ready.clear()
         self.seqs.clear()
-
-    def _finish(self, seq_id: int, pending: Pending) -> Output:
-        reply = pending.future.result()  # raises the request's RemoteError
-        self.metrics.num_retries += reply.attempts - 1
-        self.metrics.total_request_time += reply.seconds
-        if pending.kind == "score":
-            return self._finish_score(seq_id, pending, reply.body)
-        return self._finish_generation(seq_id, pending, reply.body)
-
-    def _finish_score(self, seq_id: int, pending: Pending, body) -> ScoreResult:
-        seq = self.seqs[seq_id]
-        values = self.protocol.parse_score(body, seq, pending.history_len)
-        if not pending.keep:
-            del seq[pending.history_len:]
-        self.metrics.num_scores += 1
-        self.metrics.num_tokens_scored += len(values)
-        return ScoreResult(seq_id, values, -sum(values) / len(values))
-
-    def _finish_generation(self, seq_id: int, pending: Pending, body) -> RequestOutput:
-        params, seq = pending.params, self.seqs[seq_id]
-        generated = self.protocol.parse_generation(body, params)
-        cut = trim(self.tokenizer, self.eos_token_ids, seq, generated.token_ids, params, self.max_model_len)
-        token_ids = generated.token_ids[: cut.num_tokens]
-        logprobs = generated.logprobs[: cut.num_tokens] if params.logprobs else None
-        finish, stop_reason = cut.finish_reason, cut.stop_reason
-        if finish is None:
-            finish, stop_reason, token_ids = self._server_stop(generated, token_ids, params)
-            if logprobs is not None and len(logprobs) < len(token_ids):  # an EOS the server did not return
-                logprobs = logprobs + self._last_logprob(seq + token_ids)
-        text = cut.text if cut.text is not None else self.tokenizer.decode(
-            token_ids, skip_special_tokens=params.skip_special_tokens)
-        self.metrics.num_generations += 1
-        self.metrics.num_tokens_sampled += len(token_ids)
-        self.metrics.num_tokens_dropped += len(generated.token_ids) - cut.num_tokens
-        prompt_ids = list(seq) if pending.release else None
-        seq.extend(token_ids)
-        metrics = RequestMetrics(arrival_time=pending.submitted, num_prompt_tokens=pending.history_len,
-                                 num_generated_tokens=len(token_ids), finished_time=time.perf_counter())
-        completion = CompletionOutput(0, text, token_ids, logprobs, finish, stop_reason)
-        if pending.release:
-            del self.seqs[seq_id]
-        return RequestOutput(seq_id, None, prompt_ids, [completion], True, metrics, pending.history_len)
-
-    def _last_logprob(self, ids: list[int]) -> list[float]:
-        """The log-prob of ids[-1] after the rest, asked of the server at once (llama.cpp stops at
-        an EOS without returning it or its log-prob, and self mode scores the step with it)."""
-        reply = self.transport.call("POST", self.url + self.protocol.score_path,
-                                    self.protocol.score_request(ids, len(ids) - 1), "score")
-        return self.protocol.parse_score(reply.body, ids, len(ids) - 1)
-
-    def _server_stop(self, generated: Generation, token_ids: list[int], params: SamplingParams):
-        """The server ended the generation before any of our rules fired on the tokens it returned."""
-        if generated.finish_reason == "length":  # its own limit (a full context)
-            return "length", None, token_ids
-        if isinstance(generated.stop_hint, str):
-            raise RemoteProtocolError(
-                f"{self.name}: the server stopped at stop string {generated.stop_hint!r}, but the {len(token_ids)} "
-                f"tokens it returned do not complete it (it drops the stopping token)"
-            )
-        if params.ignore_eos or not self.eos_token_ids:
-            raise RemoteProtocolError(f"{self.name}: the server stopped for no reason its tokens show")
-        # an EOS the server did not return (llama.cpp never does): it joins the history (its log-prob, where
-        # asked, comes from one scoring request: _last_logprob)
-        eos = generated.stop_hint if generated.stop_hint in self.eos_token_ids else self.eos_token_ids[0]
-        return "stop", eos, token_ids + [eos]
+        self.router.placement.clear()
 
     # ------------------------------------------------------------------ blocking helper
     def score(self, seq_id: int, token_ids: list[int], keep: bool = True, temperature: float = 1.0,
@@ -268,14 +277,19 @@ class RemoteBackend(SequenceTable):
             if isinstance(out, ScoreResult) and out.seq_id == seq_id:
                 return self._ready.pop(i)
         pending = self._busy[seq_id]
-        concurrent.futures.wait([pending.future], self.config.wait_limit())
-        if not pending.future.done():
-            raise RemoteUnavailableError(f"{self.name}: the score of sequence {seq_id} did not end in time")
-        del self._busy[seq_id]
-        try:
-            return self._finish(seq_id, pending)
-        except RemoteError as err:
-            raise RemoteRequestError([(self, "score", seq_id, err)]) from err
+        while True:
+            concurrent.futures.wait([pending.future], self.config.wait_limit())
+            if not pending.future.done():
+                raise RemoteUnavailableError(f"{self.name}: the score of sequence {seq_id} did not end in time")
+            try:
+                result = self._advance(seq_id, pending)
+            except RemoteError as err:
+                if self._fail_over(seq_id, pending, err):
+                    continue
+                del self._busy[seq_id]
+                raise RemoteRequestError([(self, "score", seq_id, self._named(pending, err))]) from err
+            del self._busy[seq_id]
+            return result
 
 
 RemoteEngine = RemoteBackend  # the name of its first releases (it mirrors LLMEngine's interface)

@@ -81,14 +81,17 @@ class OpenAIProtocol(Protocol):
             stop=list(params.stop), include_stop_str_in_output=True, min_tokens=params.min_tokens,
             stop_token_ids=list(params.stop_token_ids), ignore_eos=params.ignore_eos,
             skip_special_tokens=params.skip_special_tokens, return_token_ids=True,
+            # vLLM >= 0.8 (--generation-config auto) fills a field the request leaves out from the model's
+            # generation_config.json (Qwen2.5: repetition_penalty 1.05): the embedded engine's neutral values
+            repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0, min_p=0.0,
         )
-        if params.seed is not None:
-            payload["seed"] = params.seed & ((1 << 63) - 1)
+        if self.seed(params.seed) is not None:
+            payload["seed"] = self.seed(params.seed)
         # the generated ids come in choices[0].token_ids (vLLM >= 0.10.2, a1 serve), else in the
         # log-probs as "token_id:N" (older vLLM) or as text (llama.cpp): always ask for them
         payload.update(logprobs=1, return_tokens_as_token_ids=True)
-        if echo:  # llama.cpp samples with min_p 0.05 and a repeat penalty unless told otherwise
-            payload.update(min_p=0.0, repeat_penalty=1.0)
+        if echo:  # llama.cpp's own name of the repetition penalty (1.1 unless told otherwise)
+            payload.update(repeat_penalty=1.0)
         return payload
 
     def parse_generation(self, body: Any, params: SamplingParams) -> Generation:
@@ -122,8 +125,9 @@ class OpenAIProtocol(Protocol):
                 raise RemoteProtocolError(f"{self.where}: {count} generated log-probs for {len(ids)} generated tokens")
             values = [check_logprob(self.where, v, f"generated log-prob {i}") for i, v in enumerate(raw)]
         finish = choice.get("finish_reason")
-        if finish not in ("stop", "length"):
-            raise RemoteProtocolError(f"{self.where}: unexpected finish_reason {finish!r}")
+        if finish not in ("stop", "length"):  # vLLM: "abort" (the engine dropped it), "error"
+            raise RemoteProtocolError(f"{self.where}: the generation ended with finish_reason {finish!r}, not a "
+                                      f"stop or a length limit")
         return Generation(ids, values, finish, choice.get("stop_reason"))
 
     def _ids_from_pieces(self, choice: dict, pieces: list, params: SamplingParams) -> tuple[list[int], Any]:

@@ -32,6 +32,11 @@ class Protocol:
         self.where, self.model = where, model
         self.shift = 0
         self.requires_bos: Optional[int] = None
+        self.seed_bits: Optional[int] = 63  # bits of a seed the server takes; None: send none (identify.py)
+
+    def seed(self, seed: Optional[int]) -> Optional[int]:
+        """The request's seed as this server takes it (None: send no seed)."""
+        return None if seed is None or self.seed_bits is None else seed & ((1 << self.seed_bits) - 1)
 
     # the four requests/answers every protocol implements
     def generate_request(self, prompt_ids: list[int], params: SamplingParams) -> dict:
@@ -82,10 +87,15 @@ class Protocol:
         return node
 
 
+# vLLM writes a -inf log-prob as -9999.0 (JSON has no infinity) and SGLang clamps it to the
+# dtype's minimum: no real log-prob is that low (float32's smallest probability is e^-104)
+NEG_INF_AT = -9999.0
+
+
 def check_logprob(where: str, value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value > 1e-3:
         raise RemoteProtocolError(f"{where}: {what} is not a log-prob: {value!r}")
-    return float(value)
+    return float("-inf") if value <= NEG_INF_AT else float(value)
 
 
 def check_ids(where: str, ids: Any, vocab_size: int, what: str) -> list[int]:

@@ -4,7 +4,7 @@ rollback is a shorter list, sent with the next request."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from a1.engine.outputs import RequestOutput, ScoreResult
 from a1.engine.sampling_params import SamplingParams
@@ -14,7 +14,9 @@ Output = Union[RequestOutput, ScoreResult]
 
 @dataclass
 class Pending:
-    """A request in flight on a sequence."""
+    """A request in flight on a sequence. build(protocol) -> (path, payload, transport kind)
+    writes what goes out, so the request can be re-sent as it is to another replica; a
+    generation whose log-probs are re-read by a scoring request keeps its result in `held`."""
 
     kind: str  # "gen" | "score" (the policy driver's names)
     future: object
@@ -23,6 +25,10 @@ class Pending:
     release: bool = False
     keep: bool = True
     submitted: float = 0.0
+    build: Optional[Callable[[Any], tuple[str, dict, str]]] = None
+    replica: Any = None  # the replica it went to
+    new_tokens: int = 0  # the most tokens it may add to the history (error messages)
+    held: Any = None  # the generation waiting for its log-probs (engine.Held)
 
 
 class SequenceTable:

@@ -32,9 +32,12 @@ class SGLangProtocol(Protocol):
             "top_k": params.top_k if params.top_k > 0 else -1, "min_new_tokens": params.min_tokens,
             "stop": list(params.stop), "stop_token_ids": list(params.stop_token_ids), "ignore_eos": params.ignore_eos,
             "skip_special_tokens": params.skip_special_tokens, "no_stop_trim": True,
+            # SGLang fills a field the request leaves out from the model's generation config or
+            # --preferred-sampling-params: the embedded engine's neutral values
+            "min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
         }
-        if params.seed is not None:  # SGLang honours it with --enable-deterministic-inference
-            sampling["sampling_seed"] = params.seed & ((1 << 63) - 1)
+        if self.seed(params.seed) is not None:  # honoured with --enable-deterministic-inference; see versions.py
+            sampling["sampling_seed"] = self.seed(params.seed)
         return self._base(prompt_ids, sampling, -1)
 
     def parse_generation(self, body: Any, params: SamplingParams) -> Generation:
@@ -53,7 +56,7 @@ class SGLangProtocol(Protocol):
         values = [check_logprob(self.where, e[0], f"generated log-prob {i}") for i, e in enumerate(entries)]
         finish = self.field(meta, "finish_reason")
         kind = finish.get("type") if isinstance(finish, dict) else finish
-        if kind not in ("stop", "length"):
+        if kind not in ("stop", "length"):  # "abort": e.g. a prompt over max_req_input_len (older versions)
             message = finish.get("message") if isinstance(finish, dict) else None
             raise RemoteProtocolError(f"{self.where}: the generation ended with {kind!r}: {message or finish!r}")
         hint = finish.get("matched") if isinstance(finish, dict) else None

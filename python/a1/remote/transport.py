@@ -84,6 +84,7 @@ class Transport:
         self.config = config or RemoteConfig()
         self.done = threading.Condition()
         self.engines: "weakref.WeakSet" = weakref.WeakSet()  # engines sharing it: a step() of one wakes for any
+        self.down: dict[str, str] = {}  # base URL -> why: replicas taken out (for every engine sharing it)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="a1-remote-http", daemon=True)
         self._thread.start()
@@ -121,6 +122,21 @@ class Transport:
     def call(self, method: str, url: str, payload: Optional[dict] = None, kind: str = "score") -> Reply:
         """submit() and wait (start-up probes); the future's error is raised here."""
         return self.submit(method, url, payload, kind).result()
+
+    def answers(self, url: str) -> bool:
+        """Whether anything at url answers one GET below HTTP 500 within twice the connect
+        timeout (no retries): tells a dead server from one that refused one request."""
+        async def check() -> bool:
+            timeout = aiohttp.ClientTimeout(total=2 * self.config.connect_timeout)
+            try:
+                async with self._holder["session"].get(url, timeout=timeout) as resp:
+                    return resp.status < 500
+            except (asyncio.TimeoutError, aiohttp.ClientError):
+                return False
+
+        if self.closed:
+            return False
+        return asyncio.run_coroutine_threadsafe(check(), self._loop).result()
 
     def _notify(self, _future) -> None:
         with self.done:

@@ -1,26 +1,33 @@
 """The aiohttp application of `a1 serve`: one AsyncEngine over the model (or draft/target pair)
 behind /v1/completions (OpenAI / vLLM), /generate (SGLang), /v1/models, /get_model_info,
 /health and /metrics. Bad requests get a 4xx JSON error naming the field; nothing answers a
-traceback."""
+traceback. In front of the handlers: read deadlines (deadlines.py), then the Host / API key /
+Content-Type checks (security.py); bodies are read strictly (body.py). A client that disconnects
+cancels its request (the runner's handler_cancellation): its KV blocks are freed at the next step."""
 from __future__ import annotations
 
+import asyncio
 import itertools
-import json
 import logging
 import time
-from typing import Awaitable, Callable, Optional
+from typing import Awaitable, Callable, Iterable, Optional
 
 from aiohttp import web
 
 from a1.engine.async_engine import AsyncEngine, AsyncModel
 
-from .errors import RequestError
+from .body import read_json
+from .deadlines import ReadDeadlines
+from .errors import RequestError, brief
 from .jobs import run_job
 from .openai_api import completion_response, parse_completion
+from .security import AccessPolicy, access_middleware
 from .sglang_api import generate_response, parse_generate
 
 log = logging.getLogger("a1.serve")
 STATE: web.AppKey = web.AppKey("a1_state", object)
+ACCESS: web.AppKey = web.AppKey("a1_access", AccessPolicy)
+DEADLINES: web.AppKey = web.AppKey("a1_deadlines", ReadDeadlines)
 
 
 class ServerState:
@@ -34,7 +41,7 @@ class ServerState:
             self.models[self.pair.draft_name] = self.engine.draft
         self.aliases = {"target": self.engine.target, "draft": self.engine.draft}
         self.started = time.time()
-        self.in_flight = self.num_requests = self.num_rejected = self.num_failed = 0
+        self.in_flight = self.num_requests = self.num_rejected = self.num_failed = self.num_cancelled = 0
         self._ids = itertools.count()
 
     def resolve(self, name) -> tuple[str, AsyncModel]:
@@ -42,7 +49,7 @@ class ServerState:
         if name is None:
             return self.pair.target_name, self.engine.target
         if not isinstance(name, str):
-            raise RequestError(f"model must be a string, got {name!r}", "model")
+            raise RequestError(f"model must be a string, got {brief(name)}", "model")
         model = self.models.get(name) or self.aliases.get(name)
         if model is None:
             raise RequestError(f"model {name!r} is not served here; served: {sorted(self.models)}", "model", 404)
@@ -67,16 +74,13 @@ class ServerState:
         out["engine"] = {"target": self.pair.target.metrics.as_dict()}
         if not self.pair.self_mode:
             out["engine"]["draft"] = self.pair.draft.metrics.as_dict()
-        out["requests"] = {"total": self.num_requests, "rejected": self.num_rejected, "failed": self.num_failed}
+        out["requests"] = {"total": self.num_requests, "rejected": self.num_rejected, "failed": self.num_failed,
+                           "cancelled": self.num_cancelled}  # cancelled: the client went away first
         return out
 
 
 async def _read_json(request: web.Request):
-    raw = await request.read()
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RequestError(f"the request body is not valid JSON: {err}") from None
+    return await read_json(request, request.app[DEADLINES].timeout)
 
 
 def _engine_of(model: AsyncModel):
@@ -125,7 +129,9 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.json_response(request.app[STATE].metrics())
+    report = request.app[STATE].metrics()
+    report["idle_connections_closed"] = request.app[DEADLINES].closed
+    return web.json_response(report)
 
 
 @web.middleware
@@ -140,11 +146,15 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
         return await handler(request)
     except RequestError as err:
         state.num_rejected += counted
-        return web.json_response(err.body(), status=err.status)
-    except web.HTTPException as err:
+        return err.response()
+    except web.HTTPException as err:  # 404, 405 (with its Allow header), 413 from aiohttp
         state.num_rejected += counted
-        body = RequestError(f"{request.method} {request.path}: {err.reason}", None, err.status).body()
-        return web.json_response(body, status=err.status)
+        detail = f" ({err.text})" if err.status == 413 else ""
+        kept = {name: err.headers[name] for name in ("Allow",) if name in err.headers}
+        return RequestError(f"{request.method} {request.path}: {err.reason}{detail}", None, err.status, kept).response()
+    except asyncio.CancelledError:  # the client disconnected: the engine undoes the request
+        state.num_cancelled += counted
+        raise
     except ValueError as err:  # an engine input check the request parsing did not anticipate
         state.num_rejected += counted
         return web.json_response(RequestError(f"rejected by the engine: {err}").body(), status=400)
@@ -159,16 +169,24 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
             state.in_flight -= 1
 
 
-def create_app(llm, max_request_bytes: int = 64 << 20, state: Optional[ServerState] = None) -> web.Application:
+def create_app(llm, max_request_bytes: int = 64 << 20, state: Optional[ServerState] = None, *,
+               api_key: Optional[str] = None, allowed_hosts: Optional[Iterable[str]] = None,
+               read_timeout: float = 60.0) -> web.Application:
     """The application serving llm (an a1.LLM, or anything with .pair); the engine starts with the
-    first request and stops with the application's cleanup."""
-    app = web.Application(middlewares=[errors], client_max_size=max_request_bytes)
+    first request and stops with the application's cleanup. api_key / allowed_hosts: AccessPolicy's
+    (allowed_hosts None: loopback names only when bound to loopback, settled by the runner);
+    read_timeout: seconds a client has for a request head or body (ReadDeadlines)."""
+    access, deadlines = AccessPolicy(api_key, allowed_hosts), ReadDeadlines(read_timeout)
+    app = web.Application(middlewares=[deadlines.middleware(), errors, access_middleware(access)],
+                          client_max_size=max_request_bytes)
     app[STATE] = state or ServerState(llm)
+    app[ACCESS], app[DEADLINES] = access, deadlines
 
     async def close_engine(app: web.Application) -> None:
         await app[STATE].engine.close()
 
     app.on_cleanup.append(close_engine)
+    app.on_cleanup.append(deadlines.stop)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/generate", generate)
     app.router.add_get("/v1/models", models)

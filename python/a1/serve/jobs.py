@@ -1,8 +1,10 @@
 """Running a Job on one model of the AsyncEngine: prompt log-probs through a score task on the
 prompt's prefix (whose KV may come from the prefix cache), then the generation on the same
-sequence. Every sequence a job creates is freed when it ends, whatever happens."""
+sequence. Every sequence a job creates is freed when it ends, whatever happens, a cancellation
+(the client disconnected) at any await included."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Optional
 
@@ -30,7 +32,7 @@ async def run_job(model: AsyncModel, job: Job) -> JobResult:
             logprobs = [None] * len(prompt)
             start = max(job.score_from, 1)
             if start < len(prompt):
-                seq_id = await model.add_sequence(prompt[:start])
+                seq_id = await _add_sequence(model, prompt[:start])
                 scored = await model.score(seq_id, prompt[start:], keep=True, commit=True)
                 logprobs[start:] = scored.token_logprobs
         output = None
@@ -45,3 +47,19 @@ async def run_job(model: AsyncModel, job: Job) -> JobResult:
         # a failed task's sequence was aborted by AsyncEngine; a cancelled one was rolled back: free what is left
         if seq_id is not None and await model.is_live(seq_id):
             await model.free(seq_id)
+
+
+async def _add_sequence(model: AsyncModel, token_ids: list[int]) -> int:
+    """model.add_sequence, safe to cancel: a caller cancelled after the engine made the sequence but
+    before it saw the id would leak the sequence's blocks; here the sequence is freed instead."""
+    made = asyncio.ensure_future(model.add_sequence(token_ids))
+    try:
+        return await asyncio.shield(made)
+    except asyncio.CancelledError:
+        try:
+            seq_id: Optional[int] = await made  # the command is applied before the next step: a short wait
+        except (Exception, asyncio.CancelledError):
+            seq_id = None  # never made (or the engine closed): nothing to free
+        if seq_id is not None:
+            await model.free(seq_id)
+        raise

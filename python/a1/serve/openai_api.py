@@ -10,7 +10,8 @@ from typing import Optional
 from .errors import RequestError
 from .jobs import JobResult
 from .params import (
-    Job, check_length, check_object, get_bool, get_float, get_int, get_stop, get_token_list, refuse, sampling_params,
+    Job, check_length, check_object, encode_text, get_bool, get_float, get_int, get_stop, get_token_list, refuse,
+    sampling_params,
 )
 
 _NAMES = {"include_stop_str_in_output": "include_stop_str_in_output", "min_tokens": "min_tokens"}
@@ -49,7 +50,7 @@ def parse_completion(body, tokenizer, vocab_size: int, max_model_len: int) -> tu
         if not prompt:
             raise RequestError("prompt must not be empty", "prompt")
         prompt_text = prompt
-        prompt_ids = tokenizer.encode(prompt, add_special_tokens=get_bool(body, "add_special_tokens", True))
+        prompt_ids = encode_text(tokenizer, prompt, "prompt", get_bool(body, "add_special_tokens", True))
         if not prompt_ids:
             raise RequestError("prompt encodes to no tokens", "prompt")
     elif isinstance(prompt, list) and prompt and not isinstance(prompt[0], (list, str)):

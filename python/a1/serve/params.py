@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from a1.engine.sampling_params import SamplingParams
 
-from .errors import RequestError
+from .errors import RequestError, brief
 
 _MISSING = object()
 
@@ -37,7 +37,7 @@ def get_bool(body: dict, name: str, default: bool) -> bool:
     if value is _MISSING or value is None:
         return default
     if not isinstance(value, bool):
-        raise RequestError(f"{name} must be a boolean, got {value!r}", name)
+        raise RequestError(f"{name} must be a boolean, got {brief(value)}", name)
     return value
 
 
@@ -46,7 +46,7 @@ def get_int(body: dict, name: str, default: Optional[int], minimum: Optional[int
     if value is _MISSING or value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(f"{name} must be an integer, got {value!r}", name)
+        raise RequestError(f"{name} must be an integer, got {brief(value)}", name)
     if minimum is not None and value < minimum:
         raise RequestError(f"{name} must be >= {minimum}, got {value}", name)
     return value
@@ -57,7 +57,7 @@ def get_float(body: dict, name: str, default: float) -> float:
     if value is _MISSING or value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RequestError(f"{name} must be a finite number, got {value!r}", name)
+        raise RequestError(f"{name} must be a finite number, got {brief(value)}", name)
     return float(value)
 
 
@@ -68,24 +68,33 @@ def get_stop(body: dict, name: str) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(s, str) and s for s in value):
-        raise RequestError(f"{name} must be a non-empty string or a list of them, got {value!r}", name)
+        raise RequestError(f"{name} must be a non-empty string or a list of them, got {brief(value)}", name)
     return value
 
 
 def get_token_list(body: dict, name: str, vocab_size: int, allow_empty: bool = False) -> list[int]:
     value = body.get(name)
     if not isinstance(value, list) or (not value and not allow_empty):
-        raise RequestError(f"{name} must be a non-empty list of token ids, got {_short(value)}", name)
+        raise RequestError(f"{name} must be a non-empty list of token ids, got {brief(value)}", name)
     for token in value:
         if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab_size:
-            raise RequestError(f"{name} must hold token ids in [0, {vocab_size}), got {token!r}", name)
+            raise RequestError(f"{name} must hold token ids in [0, {vocab_size}), got {brief(token)}", name)
     return value
+
+
+def encode_text(tokenizer, text: str, field: str, add_special_tokens: bool = True) -> list[int]:
+    """A client's text as token ids. The body's strings are valid Unicode (body.check_values), but a
+    tokenizer may still refuse a text (a character outside its vocabulary): the text's fault, a 400."""
+    try:
+        return list(tokenizer.encode(text, add_special_tokens=add_special_tokens))
+    except Exception as err:
+        raise RequestError(f"{field} cannot be tokenized: {type(err).__name__}: {err}", field) from None
 
 
 def refuse(body: dict, name: str, allowed: tuple = (None,), why: str = "is not supported by a1 serve") -> None:
     """A field this server cannot honour is refused unless it holds a neutral value."""
     if name in body and body[name] not in allowed:
-        raise RequestError(f"{name} {why} (got {body[name]!r})", name)
+        raise RequestError(f"{name} {why} (got {brief(body[name])})", name)
 
 
 def sampling_params(fields: dict, names: dict[str, str]) -> SamplingParams:
@@ -113,8 +122,3 @@ def check_length(prompt_len: int, max_tokens: int, max_model_len: int, prompt_fi
             f"{tokens_field}={max_tokens} after a {prompt_len}-token prompt exceeds max_model_len {max_model_len} "
             f"(at most {max_model_len - prompt_len})", tokens_field,
         )
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."

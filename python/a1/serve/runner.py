@@ -10,13 +10,26 @@ from typing import Callable, Optional
 
 from aiohttp import web
 
+from .app import ACCESS, DEADLINES
+from .security import before_routing
+
 
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Bind host:port (port 0: a free one) and return the runner and the bound port."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    """Bind host:port (port 0: a free one) and return the runner and the bound port. The access
+    policy's default Host list follows host (loopback or not); a client that disconnects cancels
+    its handler (handler_cancellation: otherwise its generation would run to the end for nobody);
+    idle and slow connections are closed after the app's read timeout."""
+    app[ACCESS].bind(host)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
+    runner.server.request_handler = before_routing(app[ACCESS], runner.server.request_handler)
     site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    app[DEADLINES].watch(runner.server)
     bound = next(addr[1] for addr in runner.addresses if isinstance(addr, tuple))
     return runner, bound
 
@@ -27,6 +40,8 @@ async def serve_forever(app: web.Application, host: str, port: int, announce: Ca
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    for warning in app[ACCESS].warnings(host):
+        print(f"a1 serve: warning: {warning}", file=sys.stderr, flush=True)
     announce(f"a1 serve: listening on http://{host}:{bound}")
     try:
         await stop.wait()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import RequestError
+from .errors import RequestError, brief
 from .jobs import JobResult
 from .params import (
-    Job, check_length, check_object, get_bool, get_float, get_int, get_stop, get_token_list, refuse, sampling_params,
+    Job, check_length, check_object, encode_text, get_bool, get_float, get_int, get_stop, get_token_list, refuse,
+    sampling_params,
 )
 
 _NAMES = {"max_tokens": "max_new_tokens", "min_tokens": "min_new_tokens", "seed": "sampling_seed",
@@ -60,11 +61,11 @@ def parse_generate(body, tokenizer, vocab_size: int, max_model_len: int) -> tupl
         text = body["text"]
         if not isinstance(text, str) or not text:
             raise RequestError("text must be a non-empty string (one prompt per request)", "text")
-        prompt_ids = tokenizer.encode(text, add_special_tokens=True)
+        prompt_ids = encode_text(tokenizer, text, "text")
     sp = body.get("sampling_params")
     sp = {} if sp is None else sp
     if not isinstance(sp, dict):
-        raise RequestError(f"sampling_params must be an object, got {sp!r}", "sampling_params")
+        raise RequestError(f"sampling_params must be an object, got {brief(sp)}", "sampling_params")
     return_logprob = get_bool(body, "return_logprob", False)
     start = get_int(body, "logprob_start_len", -1, -1)
     if start > len(prompt_ids):

@@ -1,6 +1,7 @@
 """Unit tests of Calibrator: exact p-values on hand-worked examples, strata, warm-up, persistence."""
 import json
 import math
+from fractions import Fraction
 import threading
 
 import numpy as np
@@ -147,6 +148,21 @@ def test_warmup_is_the_fewest_scores_that_can_reject(alpha, expected):
     assert not cal.in_warmup(alpha, turn=0)
     assert cal.p_value(1e9, turn=0) <= alpha
     assert Calibrator(rule="reference").warmup(alpha) == 1
+
+
+def test_warmup_is_closed_form_for_any_alpha():
+    """Tiny levels answer at once (a count-down at float precision never ended at 1e-25), and every
+    answer is the least n whose smallest float p-value 1/(n + 1) is <= alpha."""
+    cal = Calibrator(turn_edges=())
+    assert cal.warmup(1e-25) == math.ceil(1 / Fraction(1e-25)) - 1  # the exact value of the float 1e-25
+    for alpha in (1e-25, 1e-30, 1e-300, 5e-324):
+        k = cal.warmup(alpha)
+        assert (k + 1) * Fraction(alpha) >= 1 > k * Fraction(alpha)  # exactly: 1/(k + 1) <= alpha < 1/k
+    rng = np.random.default_rng(0)
+    for alpha in np.concatenate([rng.uniform(1e-4, 1, 2000), 1 / np.arange(2, 300)]):
+        alpha = float(alpha)
+        k = cal.warmup(alpha)
+        assert 1.0 / (k + 1) <= alpha and (k == 0 or 1.0 / k > alpha), alpha
 
 
 # -- validation --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from scipy import stats
 from a1 import LLM, SamplingParams
 from a1.engine.block_manager import hash_block_tokens
 from a1.engine.config import EngineConfig
-from a1.engine.model_runner import filtered_probs
+from a1.engine.sampling_rows import filtered_probs
 from a1.engine.pair import PairEngine
 from a1.engine.speculative import SpeculativeDecoder
 from a1_ext import ops, reference

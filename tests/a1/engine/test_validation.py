@@ -51,8 +51,11 @@ def test_token_and_score_checks_name_the_argument():
         check_tokens([1, True], 10, "prompt")
     with pytest.raises(ValueError, match="prompt must hold 1 to 7 tokens, got 8"):
         check_sequence(list(range(8)), 10, 8, "prompt")
-    with pytest.raises(ValueError, match="temperature must be finite and > 0"):
-        check_score(3, [1], 0.0, 10, 8)
+    # scoring temperatures in the kernels' float32: 0, subnormal and overflowing values are refused
+    for bad in (0.0, -1.0, 1e-40, 1e-6, 1e39, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="temperature must be"):
+            check_score(3, [1], bad, 10, 8)
+    assert check_score(3, [1], 1e-5, 10, 8) == [1] and check_score(3, [1], 3e38, 10, 8) == [1]
     with pytest.raises(ValueError, match="scoring 6 tokens after 3 exceeds max_model_len 8"):
         check_score(3, [1] * 6, 1.0, 10, 8)
     with pytest.raises(TypeError, match=r"params must be SamplingParams, got dict \(build one"):

@@ -19,7 +19,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def settings(**over) -> dict:
-    base = {"method": "a1", "dataset": "math500", "alpha": 0.1, "samples": 2, "turns": 8,
+    base = {"method": "a1", "dataset": "math500", "alpha": 0.1, "num_samples": 2, "max_turns": 8,
             "calibration": "online", "max_num_seqs": 10, "seed": 0}
     return {**base, **over}
 
@@ -32,8 +32,8 @@ def step(decision: str, turn: int) -> dict:
 
 def make_run(root: Path, name: str, cfg: dict, *, decisions=(), target_tokens=100, wall=None,
              barrier=0.0, phase_tokens=None, extra=None, questions=3) -> Path:
-    """questions x cfg['samples'] records; `decisions` are dealt round-robin to the records' steps."""
-    n = cfg["samples"]
+    """questions x cfg['num_samples'] records; `decisions` are dealt round-robin to the records' steps."""
+    n = cfg["num_samples"]
     records = [make_record(f"q{q}", i, target_tokens=target_tokens, steps=[],
                            correct=(q != 2), answer="4" if q != 2 else "5")
                for q in range(questions) for i in range(n)]
@@ -131,9 +131,9 @@ def test_write_report(runs: list[Path], tmp_path: Path) -> None:
 
 
 def test_sweep_plots_when_n_and_turns_vary(tmp_path: Path) -> None:
-    dirs = [make_run(tmp_path, f"n{n}", settings(samples=n), decisions=["accept"] * 4,
+    dirs = [make_run(tmp_path, f"n{n}", settings(num_samples=n), decisions=["accept"] * 4,
                      wall=10.0 * n, questions=1) for n in (1, 2, 4)]
-    dirs += [make_run(tmp_path, f"t{t}", settings(turns=t), wall=5.0 + t, questions=1) for t in (4, 16)]
+    dirs += [make_run(tmp_path, f"t{t}", settings(max_turns=t), wall=5.0 + t, questions=1) for t in (4, 16)]
     out = tmp_path / "report"
     md = write_report(dirs, out, roofline=ROOF).read_text()
     for name in ("sweep_samples.png", "sweep_turns.png"):

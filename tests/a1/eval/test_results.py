@@ -48,7 +48,7 @@ def test_create_append_reopen(tmp_path: Path) -> None:
         s.append(make_record("q0", 0))
         s.append(make_record("q0", 1, correct=False, answer=None))
     run = json.loads((out / "run.json").read_text())
-    assert run["format"] == 1 and run["settings"] == SETTINGS and run["models"]["target"]["params"] == 7
+    assert run["format"] == 2 and run["settings"] == SETTINGS and run["models"]["target"]["params"] == 7
     # a resumed run with other versions/models is fine: those are informative only
     with RunStore.open(out, dict(SETTINGS), versions={"a1": "0.2"}) as s:
         assert s.finished() == {("q0", 0), ("q0", 1)}
@@ -104,7 +104,8 @@ def test_corrupted_middle_line_refused(tmp_path: Path) -> None:
 
 
 def test_settings_mismatch_names_the_field(tmp_path: Path) -> None:
-    RunStore.open(tmp_path, SETTINGS).close()
+    with RunStore.open(tmp_path, SETTINGS) as s:
+        s.append(make_record("q0", 0))
     msg = r"setting 'alpha' was 0.1 in the earlier run, now 0.2; use another --out"
     with pytest.raises(ValueError, match=msg):
         RunStore.open(tmp_path, {**SETTINGS, "alpha": 0.2})
@@ -132,13 +133,14 @@ def test_duplicate_and_invalid_records_refused(tmp_path: Path) -> None:
 
 def test_foreign_directory_refused(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "samples.jsonl").write_text("")
+    (tmp_path / "a" / "samples.jsonl").write_text(json.dumps(make_record()) + "\n")
     with pytest.raises(ValueError, match="has samples.jsonl but no run.json"):
         RunStore.open(tmp_path / "a", SETTINGS)
-    RunStore.open(tmp_path / "b", SETTINGS).close()
+    with RunStore.open(tmp_path / "b", SETTINGS) as s:
+        s.append(make_record())
     run_json = tmp_path / "b" / "run.json"
-    run_json.write_text(run_json.read_text().replace('"format": 1', '"format": 2'))
-    with pytest.raises(ValueError, match="format 2, this a1 reads format 1"):
+    run_json.write_text(run_json.read_text().replace('"format": 2', '"format": 1'))
+    with pytest.raises(ValueError, match="format 1, this a1 reads format 2"):
         RunStore.open(tmp_path / "b", SETTINGS)
     with pytest.raises(ValueError, match="no run.json"):
         load_run(tmp_path / "a")
@@ -149,6 +151,69 @@ def test_second_writer_refused(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="another process"):
             RunStore.open(tmp_path, SETTINGS)
     RunStore.open(tmp_path, SETTINGS).close()  # released on close
+
+
+def test_run_json_is_written_only_by_the_lock_holder(tmp_path: Path) -> None:
+    """A fresh directory whose lock another run holds: refused as in use, and run.json is not
+    written (it was, before the lock was tried: the run that ran was not the one recorded)."""
+    import fcntl
+
+    tmp_path.joinpath("samples.jsonl").touch()
+    holder = os.open(tmp_path / "samples.jsonl", os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValueError, match="is in use: another process is writing"):
+            RunStore.check_free(tmp_path)
+        with pytest.raises(ValueError, match="is in use"):
+            RunStore.open(tmp_path, {**SETTINGS, "alpha": 0.3})
+        assert not (tmp_path / "run.json").exists()
+    finally:
+        os.close(holder)
+    RunStore.check_free(tmp_path)
+    RunStore.check_free(tmp_path / "nothing-here")  # creates nothing
+    assert not (tmp_path / "nothing-here").exists()
+
+
+def test_a_start_that_recorded_nothing_does_not_bind_the_rerun(tmp_path: Path) -> None:
+    RunStore.open(tmp_path, SETTINGS, versions={"a1": "0.1"}).close()  # a start that failed before its first sample
+    with RunStore.open(tmp_path, {**SETTINGS, "alpha": 0.2}, versions={"a1": "0.2"}) as s:
+        s.append(make_record())
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["settings"]["alpha"] == 0.2 and run["versions"] == {"a1": "0.2"}
+    with pytest.raises(ValueError, match="setting 'alpha' was 0.2"):  # from now on, its settings bind
+        RunStore.open(tmp_path, SETTINGS)
+    other = tmp_path / "other"
+    RunStore.open(other, SETTINGS, versions={"a1": "0.1"}).close()
+    RunStore.open(other, SETTINGS).close()  # same settings: run.json kept with its versions
+    assert json.loads((other / "run.json").read_text())["versions"] == {"a1": "0.1"}
+    (other / "run.json").write_text('{"format": 2, "sett')  # damaged, but nothing recorded: replaced
+    RunStore.open(other, SETTINGS).close()
+    assert json.loads((other / "run.json").read_text())["settings"] == SETTINGS
+
+
+@pytest.mark.parametrize("name, text, why", [
+    ("run.json", '{"format": 2, "settings": {"alpha": 0.', "not valid JSON"),
+    ("run.json", "[1, 2]", "not an object"),
+    ("run.json", '{"format": 2, "settings": [1]}', "'settings' is not an object"),
+    ("run.json", "\x00\xff\xfe", "not UTF-8"),
+    ("summary.json", '{"summary": {"questions": 2}, "wall', "not valid JSON"),
+    ("summary.json", "null", "not an object"),
+    ("summary.json", '{"wall_time": "soon"}', "'wall_time' is not a number"),
+])
+def test_damaged_run_files_are_named_with_what_to_do(tmp_path: Path, name: str, text: str, why: str) -> None:
+    with RunStore.open(tmp_path, SETTINGS) as s:
+        s.append(make_record())
+        s.write_summary({"summary": {"questions": 1}, "wall_time": 1.0})
+    (tmp_path / name).write_bytes(text.encode("latin-1"))
+    with pytest.raises(ValueError) as err:
+        load_run(tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / name} is damaged (") and why in message and "\n" not in message
+    fix = "delete it and rerun the same `a1 eval" if name == "summary.json" else "cannot be rebuilt"
+    assert fix in message
+    if name == "run.json":
+        with pytest.raises(ValueError, match="run.json is damaged"):
+            RunStore.open(tmp_path, SETTINGS)
 
 
 CHILD = """

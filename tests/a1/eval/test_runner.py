@@ -2,7 +2,6 @@
 offline calibration files, and a REAL run killed with SIGKILL mid-way and resumed."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from a1.eval.calibrate import run_calibration
-from a1.eval.results import RECORD_KEYS, load_run, read_samples
+from a1.eval.results import OPTIONAL_KEYS, RECORD_KEYS, load_run, read_samples
 from a1.eval.runner import EvalSettings, run_eval
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,9 +44,9 @@ def data(tmp_path_factory) -> Path:
 
 
 def settings(data: Path, **over) -> EvalSettings:
-    base = dict(data=str(data), samples=SAMPLES, max_tokens=96, step_tokens=12, turns=6, concurrency=2, alpha=0.2,
-                progress=False)
-    return EvalSettings(**{**base, **over})
+    base = dict(data=str(data), num_samples=SAMPLES, max_tokens=96, step_tokens=12, max_turns=6, concurrency=2,
+                alpha=0.2, progress=False)
+    return EvalSettings.build(**{**base, **over})
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +74,8 @@ def test_records_and_summary(reference: Path, calibration: Path) -> None:
     samples = by_sample(reference)
     assert set(samples) == {(q, i) for q, _, _ in QUESTIONS for i in range(SAMPLES)}
     for record in samples.values():
-        assert set(record) == set(RECORD_KEYS)
+        assert set(record) == set(RECORD_KEYS) | set(OPTIONAL_KEYS)
+        assert record["invocation"] == 0 and record["finished_at"] > 0
         assert record["dataset"] == "q" and record["gold"] == GOLD[record["question_id"]]
         assert record["num_tokens"] >= record["draft_tokens"] + record["target_tokens"]
         assert all(set(step) == STEP_KEYS for step in record["steps"])
@@ -112,8 +112,10 @@ def test_run_killed_after_its_last_sample_gets_its_summary(reference: Path, data
     shutil.copytree(reference, out)
     (out / "summary.json").unlink()
     summary = run_eval(settings(data, calibration=str(calibration), out=str(out)), llm=llm, log=lambda line: None)
-    assert summary["invocation"]["samples"] == 0 and summary["wall_time"] is None
-    expected = json.loads((reference / "summary.json").read_text())["summary"]
+    earlier = json.loads((reference / "summary.json").read_text())
+    # nothing ran now: the time is the earlier invocation's, which run.json kept
+    assert summary["invocation"]["samples"] == 0 and summary["wall_time"] == earlier["wall_time"] > 0
+    expected = earlier["summary"]
     for key in ("mean_accuracy", "generated_tokens", "takeovers", "tested_steps"):
         assert summary["summary"][key] == expected[key]
     assert load_run(out).summary == json.loads(json.dumps(summary))
@@ -146,7 +148,7 @@ def test_settings_are_checked_naming_the_field(data: Path) -> None:
     with pytest.raises(FileNotFoundError, match="data"):
         settings(data.parent / "missing.jsonl")
     with pytest.raises(ValueError, match="dataset"):
-        EvalSettings(dataset="mnist")
+        EvalSettings.build(dataset="mnist")
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(reference: Path, data: Path, calibration: Path,
@@ -209,4 +211,4 @@ def test_resumed_online_run_keeps_its_calibration_scores(data: Path, llm, tmp_pa
     tested = sum(1 for r in records for s in r["steps"] if s["by"] == "draft" and s["score"] is not None
                  and s["decision"] != "forced")
     assert sum(len(cal.scores(k)) for k in cal.strata()) == tested > 0
-    assert seeded_calibrator(dataclasses.replace(settings(data), method="target_only"), records) == "online"
+    assert seeded_calibrator(settings(data, method="target_only"), records) == "online"

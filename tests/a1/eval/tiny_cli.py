@@ -18,11 +18,13 @@ from tiny_pair import CharTokenizer, tiny_loaded  # noqa: E402
 TARGET, DRAFT = "tiny-target", "tiny-draft"
 
 
-def tiny_llm():
+def tiny_llm(self_mode: bool = False):
+    """The tiny target with its tiny draft, or alone (self mode: the target drafts too)."""
     import a1
 
     tokenizer = CharTokenizer()
-    return a1.LLM(tiny_loaded(1, tokenizer, TARGET), draft=tiny_loaded(2, tokenizer, DRAFT), kv_cache_gb=0.05)
+    draft = None if self_mode else tiny_loaded(2, tokenizer, DRAFT)
+    return a1.LLM(tiny_loaded(1, tokenizer, TARGET), draft=draft, kv_cache_gb=0.05)
 
 
 def main(argv: list[str]) -> int:

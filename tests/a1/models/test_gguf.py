@@ -13,7 +13,7 @@ from a1.models.gguf_loader import read_gguf_config
 from a1.models.registry import BUILTIN_MODELS
 from hf_reference import PROMPT, hf_greedy, hf_logits
 from paged_driver import PagedDriver
-from tiny_gguf import write_gguf
+from tiny_gguf import write_gguf, write_tokenizer_gguf
 
 FP32_ATOL = 1e-4
 CHAT = [{"role": "user", "content": "What is 2+3? Answer briefly."}]
@@ -131,3 +131,32 @@ def test_smollm2_logits_and_greedy(smollm2):
     continuation = PagedDriver(ours.model, block_size=16, num_blocks=16, seed=1).greedy(0, ids, max_new_tokens=8)
     assert continuation == hf_greedy(hf_model, ids, max_new_tokens=8)
     assert ours.tokenizer.decode(continuation).startswith("The answer is")
+
+
+# ----------------------------------------------------------------------------- tokenizer metadata
+@pytest.mark.parametrize("fields, key", [
+    ({"eos_token_id": 99}, "tokenizer.ggml.eos_token_id"),
+    ({"bos_token_id": 4}, "tokenizer.ggml.bos_token_id"),
+    ({"merges": ["a zz"]}, "tokenizer.ggml.merges"),
+    ({"merges": ["a b c"]}, "tokenizer.ggml.merges"),
+    ({"merges": None}, "tokenizer.ggml.merges"),
+    ({"token_type": [1]}, "tokenizer.ggml.token_type"),
+    ({"scores": [0.0, 1.0]}, "tokenizer.ggml.scores"),
+    ({"tokens": None}, "tokenizer.ggml.tokens"),
+    ({"model": None}, "tokenizer.ggml.model"),
+    ({"model": "zzz"}, "tokenizer.ggml.model"),
+])
+def test_corrupt_gguf_tokenizer_names_the_file_and_the_key(tmp_path, fields, key):
+    """Was a KeyError, an IndexError or a tokenizers error naming neither the file nor the key."""
+    path = write_tokenizer_gguf(tmp_path / "broken.gguf", **fields)
+    with pytest.raises(ValueError) as err:
+        load_model(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: corrupt GGUF tokenizer metadata") and key in message, message
+    assert "\n" not in message
+
+
+def test_valid_tokenizer_metadata_passes_the_check(tmp_path):
+    path = write_tokenizer_gguf(tmp_path / "ok.gguf")
+    with pytest.raises(ValueError, match="is missing tensors"):  # past the tokenizer: its weights are absent
+        load_model(path)

@@ -96,3 +96,38 @@ def _add_tokenizer(writer, tokenizer_dir: Path, config) -> None:
     template = json.loads((tokenizer_dir / "tokenizer_config.json").read_text()).get("chat_template")
     if template:
         writer.add_chat_template(template)
+
+
+TOKENS = ["a", "b", "ab", "<|end|>"]
+
+
+def write_tokenizer_gguf(path: Path, **fields) -> Path:
+    """A llama GGUF of valid config metadata and a 4-token byte-level tokenizer, with only the
+    embedding tensor (loading it stops at the missing tensors, after the tokenizer): for tests of
+    tokenizer metadata. fields: tokenizer.ggml.<key> -> value (None: left out) overrides."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_context_length(64)
+    writer.add_embedding_length(8)
+    writer.add_feed_forward_length(16)
+    writer.add_head_count(2)
+    writer.add_head_count_kv(2)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_freq_base(10000.0)
+    meta = {"model": "gpt2", "tokens": TOKENS, "token_type": [1, 1, 1, 3], "merges": ["a b"], "eos_token_id": 3,
+            **fields}
+    adders = {"model": writer.add_tokenizer_model, "tokens": writer.add_token_list,
+              "token_type": writer.add_token_types, "merges": writer.add_token_merges,
+              "scores": writer.add_token_scores, "eos_token_id": writer.add_eos_token_id,
+              "bos_token_id": writer.add_bos_token_id}
+    for key, value in meta.items():
+        if value is not None:
+            adders[key](value)
+    writer.add_tensor("token_embd.weight", np.zeros((len(TOKENS), 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -39,15 +39,24 @@ class Faults:
     garbage     replace every prompt log-prob value by -1.0
     echo_only   answer like llama-cpp-python: no prompt_logprobs / token_ids, tokens named by text
     status      answer HTTP `status` with a JSON error
+    scaled      divide every generated log-prob by the request's temperature (a stand-in for SGLang's
+                log_softmax(logits / T) generation log-probs)
+    replay      answer as the server of `fixture` (tests/a1/remote/fixtures/): its GET bodies, 404 for
+                the endpoints it lacks, its golden answer to each request of its exchanges (matched by
+                prompt and kind; the request is kept in `captured`); anything else goes to the
+                engine (refused like llama-cpp-python refuses token-id prompts, or answered like it
+                echoes, where the fixture says so)
     Counts the requests of `kinds` it saw; `after` lets that many through untouched first."""
 
     def __init__(self) -> None:
         self.mode: Optional[str] = None
         self.kinds = ("gen", "score")
         self.delay, self.status, self.after, self.seen = 1.0, 503, 0, 0
+        self.fixture: Optional[dict] = None
+        self.captured: list[dict] = []
 
     def set(self, mode: Optional[str], kinds=("gen", "score"), **settings) -> "Faults":
-        self.mode, self.kinds, self.seen = mode, tuple(kinds), 0
+        self.mode, self.kinds, self.seen, self.captured = mode, tuple(kinds), 0, []
         for name, value in settings.items():
             setattr(self, name, value)
         return self
@@ -96,9 +105,47 @@ def _echo_only(body: dict, tokenizer) -> dict:
     return body
 
 
+def _prompt(body: dict):
+    return body.get("prompt", body.get("input_ids"))
+
+
+async def _replay(request: web.Request, handler, faults: Faults, tokenizer):
+    fixture = faults.fixture
+    if request.method == "GET":
+        if request.path in fixture.get("get", {}):
+            return web.json_response(fixture["get"][request.path])
+        if request.path in fixture.get("absent", []):
+            return web.json_response({"detail": "Not Found"}, status=404)
+        return await handler(request)
+    body = json.loads(await request.read())
+    for exchange in fixture["exchanges"]:
+        if _prompt(exchange["request"]) == _prompt(body) and _kind(exchange["request"]) == _kind(body):
+            faults.captured.append(body)
+            return web.json_response(exchange["response"], status=exchange.get("status", 200))
+    if fixture.get("refuse_token_ids") and isinstance(body.get("prompt"), list):  # llama-cpp-python's 422
+        return web.json_response({"detail": [{"type": "string_type", "loc": ["body", "prompt", "str"],
+                                              "msg": "Input should be a valid string", "input": body["prompt"]}]},
+                                 status=422)
+    response = await handler(request)
+    if fixture.get("echo_only") and response.status == 200:
+        return web.json_response(_echo_only(json.loads(response.body), tokenizer))
+    return response
+
+
+def _scaled(body: dict, temperature: float) -> dict:
+    for entry in body.get("meta_info", {}).get("output_token_logprobs", []):
+        entry[0] = entry[0] / temperature
+    choice = body.get("choices", [{}])[0]
+    if choice.get("logprobs") and choice["logprobs"].get("token_logprobs") and not choice.get("prompt_logprobs"):
+        choice["logprobs"]["token_logprobs"] = [v / temperature for v in choice["logprobs"]["token_logprobs"]]
+    return body
+
+
 def fault_middleware(faults: Faults, tokenizer):
     @web.middleware
     async def middleware(request: web.Request, handler):
+        if faults.mode == "replay":
+            return await _replay(request, handler, faults, tokenizer)
         if request.method != "POST" or faults.mode is None:
             return await handler(request)
         body = json.loads(await request.read())
@@ -118,6 +165,9 @@ def fault_middleware(faults: Faults, tokenizer):
             return web.Response(body=response.body[: len(response.body) // 2], content_type="application/json")
         if faults.mode in ("fewer", "shift", "garbage") and response.status == 200:
             return web.json_response(_shift(json.loads(response.body), faults.mode))
+        if faults.mode == "scaled" and response.status == 200:
+            temperature = body.get("temperature", body.get("sampling_params", {}).get("temperature", 1.0))
+            return web.json_response(_scaled(json.loads(response.body), temperature or 1.0))
         if faults.mode == "echo_only" and response.status == 200:
             return web.json_response(_echo_only(json.loads(response.body), tokenizer))
         return response

@@ -30,7 +30,7 @@ import pytest
 from a1.engine.sampling_params import SamplingParams
 from a1.models.registry import BUILTIN_MODELS
 from a1.policy import generate
-from a1.remote import RemoteEngine, RemoteLLM
+from a1.remote import RemoteEngine, RemoteLLM, RemoteRequestError
 from policy_checks import check_result
 from remote_helpers import fixed_calibrator
 from serve_helpers import get
@@ -58,9 +58,9 @@ pytestmark = pytest.mark.skipif(bool(REASON), reason=REASON or "llama_cpp import
 
 class LlamaServer:
     """`python -m llama_cpp.server` serving the bundled GGUF on 127.0.0.1 (port: a free one, or the
-    given one to restart a server at the same URL)."""
+    given one to restart a server at the same URL) with a context of n_ctx tokens."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, n_ctx: int = 2048) -> None:
         if not port:
             with socket.socket() as sock:
                 sock.bind(("127.0.0.1", 0))
@@ -69,7 +69,7 @@ class LlamaServer:
         gguf = str(BUILTIN_MODELS[MODEL].find())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1", "--port", str(port),
-             "--logits_all", "true", "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "1",
+             "--logits_all", "true", "--n_ctx", str(n_ctx), "--n_threads", "1", "--n_threads_batch", "1",
              "--verbose", "false"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
@@ -239,6 +239,29 @@ def test_a_history_the_server_tokenizes_differently_is_scored_by_text_span(engin
     # a history written "\n\n" that the server reads as "\n" "\n" leaves the step's values as they are
     local = embedded(split, len(split) - 1)
     assert remote(sure + nn, hello) == pytest.approx(local, abs=TOKEN_TOL)
+
+
+def test_a_server_with_a_smaller_context_is_named_in_the_error(smollm2_llm):
+    """llama-cpp-python started with --n_ctx below what a1 assumes answers a generation that reaches
+    its context with HTTP 500 "could not broadcast input array from shape (49152,) into shape
+    (0,)": the error says the request ran past the server's context, with both sizes and the fix."""
+    server = LlamaServer(n_ctx=64)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            engine = RemoteEngine(server.url, MODEL, max_model_len=2048, check_alignment=False)
+        prompt = chat(engine.tokenizer, "Write a long story about a cat.")
+        engine.add_request(prompt, SamplingParams(temperature=0.0, max_tokens=200, ignore_eos=True))
+        with pytest.raises(RemoteRequestError) as info:
+            while engine.has_unfinished():
+                engine.step()
+        engine.close()
+    finally:
+        server.stop()
+    message = str(info.value.failed_requests[0][3])
+    assert "could not broadcast input array" in message and "ran past the server's context" in message
+    assert f"{len(prompt)} tokens of history and up to 200 more" in message and "max_model_len 2048" in message
+    assert "--n_ctx" in message
 
 
 def run_policy(llm, questions: list[str], seed: int = 5):

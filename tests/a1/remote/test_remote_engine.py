@@ -134,3 +134,36 @@ def test_llama_cpp_echo_dialect_is_read_by_counting_back(server, faults, char_to
     reference = local_pair.score(prompt, step)
     assert engine.score(seq, step).token_logprobs == pytest.approx(reference.token_logprobs, abs=1e-4)
     engine.close()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_generation_logprobs_scaled_by_the_temperature_are_re_read(server, faults, char_tokenizer, local_pair,
+                                                                   protocol):
+    """SGLang returns log_softmax(logits / T) as generation log-probs (unless started with
+    SGLANG_RETURN_ORIGINAL_LOGPROB=1); the start-up probe at T = 1 cannot see it. The first
+    generation with log-probs at T = 0.7 probes that setting, finds the server scaled, and every
+    step's log-probs come from a scoring request instead: the raw ones, as the embedded engine's."""
+    faults.set("scaled", kinds=("gen",))
+    engine = remote(server, char_tokenizer, protocol)
+    assert engine.alignment == "aligned"  # T = 1: scaled and raw agree
+    prompt = char_tokenizer.encode("Name a prime.", add_special_tokens=True)
+    params = SamplingParams(temperature=0.7, top_p=0.9, max_tokens=10, seed=5, logprobs=True)
+    expected = local_generate(local_pair, prompt, params)
+    for attempt in range(2):  # the probe runs once per setting
+        if attempt == 0:
+            with pytest.warns(UserWarning, match="SGLANG_RETURN_ORIGINAL_LOGPROB=1"):
+                engine.add_request(prompt, params)
+                (out,) = run(engine)
+        else:
+            engine.add_request(prompt, params)
+            (out,) = run(engine)
+        assert out.token_ids == expected.token_ids
+        assert out.logprobs == pytest.approx(expected.logprobs, abs=1e-4)
+    assert engine.metrics.num_tokens_rescored == 2 * len(expected.token_ids)
+    engine.close()
+    faults.set(None)  # a raw server at that setting: its own log-probs, nothing re-read
+    engine = remote(server, char_tokenizer, protocol)
+    engine.add_request(prompt, params)
+    (out,) = run(engine)
+    assert out.logprobs == pytest.approx(expected.logprobs, abs=1e-4) and engine.metrics.num_tokens_rescored == 0
+    engine.close()

@@ -108,3 +108,13 @@ def test_an_unreachable_server_is_reported_at_once(char_tokenizer):
     with pytest.raises(RemoteUnavailableError, match="cannot reach the server"):
         RemoteEngine(f"http://127.0.0.1:{port}", char_tokenizer, config=RemoteConfig(**FAST))
     assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize("field, value", [
+    ("generate_timeout", 0), ("score_timeout", float("inf")), ("connect_timeout", True), ("backoff", "1"),
+    ("max_retries", -1), ("max_retries", 1.5), ("max_generations", 0), ("api_key", ""),
+])
+def test_the_config_refuses_a_bad_value_by_name(field, value):
+    """What `a1 eval` passes from its timeout / retry flags is checked here, naming the field."""
+    with pytest.raises(ValueError, match=field):
+        RemoteConfig(**{field: value})

@@ -107,3 +107,36 @@ def test_a_server_killed_mid_run_names_the_failed_samples(checkpoints):
     assert "question" in str(error) and "sample" in str(error) and "cannot" not in str(error).split("\n")[0]
     assert elapsed < 20  # connection refused, 3 attempts with short backoffs: no hang
     print(f"\nthe run stopped after {elapsed:.2f} s: {error}")
+
+
+def test_a_replica_killed_mid_run_leaves_the_run_whole(checkpoints, embedded):
+    """Two replicas of the pair; one is killed after a few steps: its samples continue on the other
+    (histories are client-side, requests seeded), so the run completes with every sample once and
+    the same decisions and tokens as the embedded engine."""
+    target, draft = checkpoints
+    args = ("--model", target, "--draft", draft, "--kv-cache-gb", "0.05")
+    doomed, survivor = ServerProcess(*args), ServerProcess(*args)
+    config = RemoteConfig(generate_timeout=10, score_timeout=10, connect_timeout=1, max_retries=1, backoff=0.1)
+    steps = []
+
+    def kill_after_a_few_steps(sample, step):
+        steps.append(step)
+        if len(steps) == 4:
+            doomed.kill()
+
+    try:
+        with RemoteLLM([doomed.url, survivor.url], [doomed.url, survivor.url], tokenizer=target,
+                       target_model=target, draft_model=draft, config=config) as llm:
+            with pytest.warns(UserWarning, match="is taken out of the run"):
+                remote = generate(PROMPTS, target=llm, calibration=fixed_calibrator(1e3, 1e6), temperature=0.7,
+                                  seed=11, on_step=kill_after_a_few_steps, **BUDGET)
+            metrics = llm.get_metrics()
+    finally:
+        doomed.stop()
+        survivor.stop()
+    local = run_policy(embedded["pair"], 0.7, seed=11)
+    assert [[s.index for s in r.samples] for r in remote] == [[0, 1, 2], [0, 1, 2]]
+    assert signature(remote) == signature(local)
+    assert scores(remote) == pytest.approx(scores(local), rel=1e-4)
+    assert metrics["failures"] == 0 and metrics["failovers"] + metrics["draft"]["failovers"] >= 1
+    assert metrics["replicas"][doomed.url].startswith("down") and metrics["replicas"][survivor.url] == "up"

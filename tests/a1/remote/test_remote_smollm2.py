@@ -68,5 +68,7 @@ def test_a1_eval_drives_a_server(served, tmp_path):
     records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert sorted(r["sample_index"] for r in records) == [0, 1]
     run = json.loads((out / "run.json").read_text())
-    assert run["settings"]["target_url"] == served.url and run["models"]["target"]["params"] is None
+    # the servers are recorded per invocation (a resumed run may drive other replicas of the same model)
+    assert run["invocations"][0]["servers"] == {"target": [served.url], "draft": None}
+    assert "target_url" not in run["settings"] and run["models"]["target"]["params"] is None
     assert (out / "summary.json").exists()

@@ -26,3 +26,12 @@ def served_pair(char_tokenizer):
     thread = ServerThread(create_app(served)).start()
     yield thread.url, local
     thread.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> str:
+    """A tiny random llama with a real (HF tokenizers) BPE tokenizer: the one that raises on a lone surrogate."""
+    from serve_helpers import write_tiny_checkpoint
+
+    return str(write_tiny_checkpoint(tmp_path_factory.mktemp("serve") / "tiny", seed=3))
+

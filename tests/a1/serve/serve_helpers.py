@@ -3,6 +3,7 @@
 subprocess on a free port, and stdlib HTTP calls (every call has a timeout)."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import queue
@@ -13,8 +14,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 from safetensors.torch import save_file
@@ -64,10 +66,13 @@ def write_tiny_checkpoint(directory: Path, seed: int = 0, **overrides: Any) -> P
 
 
 # ---------------------------------------------------------------------- HTTP (stdlib)
-def request_json(method: str, url: str, body: Any = None, timeout: float = 60.0, raw: Optional[bytes] = None):
-    """(status, decoded JSON body) of one request; HTTP errors are returned, not raised."""
+def request_json(method: str, url: str, body: Any = None, timeout: float = 60.0, raw: Optional[bytes] = None,
+                 headers: Optional[dict] = None):
+    """(status, decoded JSON body) of one request; HTTP errors are returned, not raised. headers:
+    added to (or, with None values, removed from) Content-Type: application/json."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    sent = {k: v for k, v in {"Content-Type": "application/json", **(headers or {})}.items() if v is not None}
+    req = urllib.request.Request(url, data=data, method=method, headers=sent)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read())
@@ -79,17 +84,54 @@ def post(url: str, body: Any, timeout: float = 60.0):
     return request_json("POST", url, body, timeout)
 
 
-def get(url: str, timeout: float = 30.0):
-    return request_json("GET", url, None, timeout)
+def get(url: str, timeout: float = 30.0, headers: Optional[dict] = None):
+    return request_json("GET", url, None, timeout, headers=headers)
+
+
+def raw_request(url: str, method: str, path: str, body: Optional[bytes] = None, headers: Optional[dict] = None,
+                timeout: float = 60.0) -> tuple[int, dict, bytes]:
+    """One request with exactly the headers given (bytes values go out as they are: any octets a
+    client may send); (status, headers, body) of the answer."""
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        names = {k.lower() for k in (headers or {})}
+        if "host" not in names:
+            conn.putheader("Host", f"{host}:{port}")
+        for name, value in (headers or {}).items():
+            conn.putheader(name, value)
+        if body is not None and "content-length" not in names:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------- a1 serve in this process
+@contextmanager
+def serving(model: str, max_model_len: int = 64, kv_cache_gb: float = 0.02, **app_options) -> Iterator:
+    """A fresh a1.LLM of model served from a thread (create_app's options); yields the ServerThread."""
+    import a1
+    from a1.serve import ServerThread, create_app
+
+    llm = a1.LLM(model, kv_cache_gb=kv_cache_gb, max_model_len=max_model_len)
+    thread = ServerThread(create_app(llm, **app_options)).start()
+    try:
+        yield thread
+    finally:
+        thread.stop()
 
 
 # ---------------------------------------------------------------------- a1 serve in a subprocess
 class ServerProcess:
     """`python -m a1.serve --port 0 ARGS` on 127.0.0.1; url once it printed where it listens."""
 
-    def __init__(self, *args: str, startup_timeout: float = 120.0) -> None:
+    def __init__(self, *args: str, startup_timeout: float = 120.0, env: Optional[dict] = None) -> None:
         self._log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "a1.serve", "--host", "127.0.0.1", "--port", "0", *args],
             stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,

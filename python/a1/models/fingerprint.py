@@ -1,0 +1,31 @@
+"""A fingerprint of a model's weights: what a calibration file records so that scores of another
+checkpoint (or another dtype) under the same name are refused.
+
+Hashing every byte of a 7B model takes tens of seconds; the fingerprint hashes, for every tensor
+in name order, its name, shape, dtype and an evenly strided sample of at most SAMPLE values. Two
+checkpoints that differ anywhere but in unsampled values (a fine-tune changes all of them) get
+different fingerprints. It costs milliseconds, so it is computed afresh each time (a cached value
+would go stale when weights are changed in place).
+"""
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+SAMPLE = 1 << 16  # values per tensor
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 hex of the model's tensors (names, shapes, dtypes, strided samples of the values)."""
+    digest = hashlib.sha256()
+    tensors = dict(model.named_parameters())
+    tensors.update(model.named_buffers())
+    for name in sorted(tensors):
+        tensor = tensors[name].detach()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        flat = tensor.reshape(-1)
+        step = max(1, flat.numel() // SAMPLE)
+        sample = flat[::step][:SAMPLE].to("cpu", torch.float32).contiguous()
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()
