@@ -55,15 +55,34 @@ bench: build
 bench-engine: build
 	$(PY) benchmarks/bench_engine.py --out benchmarks/engine_results.md
 
-# The README's main job: a1 eval on 8 GSM8K test questions x 4 samples with the built-in SmolLM2-135M
-# in self mode (it drafts and scores its own steps), then its report into the same run directory.
-# Rerunning it resumes runs/demo (a finished run only prints its results again).
-.PHONY: demo
+# The README's main job: the paper's comparison on the bundled arith set (a task SmolLM2-135M can
+# solve) in a few minutes: target_only, draft_only, sync and a1 at α = 0.3 with a cheap draft, 16 test
+# questions x 4 samples (benchmarks/bench_a1.py: the runs, their `a1 report`, the comparison table).
+# The distilled draft is not shipped: `make draft` makes it (~30 min on 2 cores); until then the demo
+# runs with the layer-skip draft self:skip=14-16 and says so. Rerunning it resumes runs/demo.
+# THREADS=1 runs torch on one thread (a machine shared with other jobs: 2 threads then wait on each
+# other at every parallel op).
+.PHONY: demo demo-gsm8k draft
 DEMO_OUT := runs/demo
+DRAFT ?= drafts/smollm2-135m-4l
+THREADS ?=
 demo: build
+	@if [ -f $(DRAFT)/a1_draft.json ]; then draft=$(DRAFT); label=distilled; else draft=self:skip=14-16; label=skip; \
+		echo "demo: no distilled draft in $(DRAFT) (\`make draft\` makes it, ~30 min on 2 cores): using the layer-skip draft $$draft, 27 of the 30 layers (no speed-up to expect)"; fi; \
+	$(PY) benchmarks/bench_a1.py --draft $$draft --limit 16 --samples 4 --alphas 0.3 --out $(DEMO_OUT)/$$label \
+		$(if $(THREADS),--threads $(THREADS))
+
+# A distilled 4-layer draft of SmolLM2-135M (a1 distill-draft, docs/drafts.md): 30 minutes, resumable.
+draft: build
+	$(VENV)/bin/a1 distill-draft --target smollm2-135m --layers 4 --out $(DRAFT) --minutes 30 \
+		$(if $(THREADS),--threads $(THREADS))
+
+# The earlier main job, kept as an example: a1 eval on 8 GSM8K test questions x 4 samples in self mode
+# (SmolLM2-135M drafts and scores its own steps; 0% accuracy is expected of a 135M model on GSM8K).
+demo-gsm8k: build
 	$(VENV)/bin/a1 eval --dataset gsm8k --limit 8 --samples 4 --max-tokens 384 --step-tokens 48 --turns 12 \
-		--out $(DEMO_OUT)
-	$(VENV)/bin/a1 report $(DEMO_OUT)
+		--out runs/demo-gsm8k
+	$(VENV)/bin/a1 report runs/demo-gsm8k
 
 # ThreadSanitizer build of the QuantileBuffer producer/reader program (torch-free C++); `make tsan`
 # also runs it (`make test` runs it through tests/a1_ext/test_quantile_buffer.py).

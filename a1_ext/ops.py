@@ -1,4 +1,5 @@
-"""Typed wrappers over torch.ops.a1.* and their fake (meta) implementations for torch.compile.
+"""Typed wrappers over torch.ops.a1.*, each with its fake (meta) implementation for torch.compile
+right after it.
 
 Schemas: csrc/ops.cpp. Semantics: a1_ext/reference.py (the pure-torch twins) and docs/architecture.md.
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
+
+from .quant_formats import is_quantized
 
 _ops = torch.ops.a1
 
@@ -17,6 +20,11 @@ def reshape_and_cache(
     """Write key/value [T, Hkv, D] into k_cache/v_cache [num_blocks, block_size, Hkv, D] at
     slot_mapping[T] (int64, slot = block * block_size + offset; negative slots are skipped)."""
     _ops.reshape_and_cache.default(key, value, k_cache, v_cache, slot_mapping)
+
+
+@torch.library.register_fake("a1::reshape_and_cache")
+def _reshape_and_cache_fake(key, value, k_cache, v_cache, slot_mapping) -> None:
+    return None
 
 
 def paged_attention(
@@ -33,10 +41,20 @@ def paged_attention(
     return _ops.paged_attention.default(query, k_cache, v_cache, block_table, seq_lens, query_start_loc, scale)
 
 
+@torch.library.register_fake("a1::paged_attention")
+def _paged_attention_fake(query, k_cache, v_cache, block_table, seq_lens, query_start_loc, scale):
+    return torch.empty_like(query)
+
+
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """RMSNorm of x [T, H] (fp32/bf16/fp16, weight [H] of the same dtype) in transformers' order:
     weight * to_dtype(x_f32 * rsqrt(mean(x_f32 ** 2) + eps)). Returns a new contiguous [T, H]."""
     return _ops.rms_norm.default(x, weight, eps)
+
+
+@torch.library.register_fake("a1::rms_norm")
+def _rms_norm_fake(x, weight, eps):
+    return x.new_empty(x.shape)  # contiguous, whatever x's strides
 
 
 def fused_add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float) -> None:
@@ -45,10 +63,20 @@ def fused_add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Te
     _ops.fused_add_rms_norm.default(x, residual, weight, eps)
 
 
+@torch.library.register_fake("a1::fused_add_rms_norm")
+def _fused_add_rms_norm_fake(x, residual, weight, eps) -> None:
+    return None
+
+
 def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     """The SwiGLU gate: x [T, 2I] (gate and up projections side by side) -> silu(gate) * up [T, I],
     with silu's result rounded to x's dtype before the multiply, as transformers computes it."""
     return _ops.silu_and_mul.default(x)
+
+
+@torch.library.register_fake("a1::silu_and_mul")
+def _silu_and_mul_fake(x):
+    return x.new_empty((x.shape[0], x.shape[1] // 2))
 
 
 def rotary_embedding(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
@@ -58,6 +86,11 @@ def rotary_embedding(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> N
     _ops.rotary_embedding.default(x, cos, sin)
 
 
+@torch.library.register_fake("a1::rotary_embedding")
+def _rotary_embedding_fake(x, cos, sin) -> None:
+    return None
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """F.linear for 2-D x: x [T, K] @ W^T (+ bias [N]), one float dtype, a new contiguous [T, N].
     weight is W [N, K], or W as panels [N / 16, K, 16] (to_weight_panels). On the CPU, fp32 panels
@@ -65,6 +98,11 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
     stream each weight row once instead of going to BLAS; the sums may differ from torch's in the
     last bits."""
     return _ops.linear.default(x, weight, bias)
+
+
+@torch.library.register_fake("a1::linear")
+def _linear_fake(x, weight, bias=None):
+    return x.new_empty((x.shape[0], linear_out_features(weight)))
 
 
 LINEAR_PANEL_WIDTH = 16  # output features per panel of a panel-packed linear weight
@@ -88,8 +126,41 @@ def from_weight_panels(panels: torch.Tensor) -> torch.Tensor:
 
 
 def linear_out_features(weight: torch.Tensor) -> int:
-    """N of a linear weight [N, K] or of its panels [N / 16, K, 16]."""
-    return weight.shape[0] * weight.shape[2] if weight.dim() == 3 else weight.shape[0]
+    """N of a linear weight [N, K], of its panels [N / 16, K, 16] or of its GGUF blocks (quant_linear)."""
+    return weight.shape[0] * weight.shape[2] if weight.dim() == 3 and not is_quantized(weight) else weight.shape[0]
+
+
+def dequantize(weight: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """A quantized weight W [N, K] in GGUF blocks (uint8 [N, K / block_size, block_bytes]; Q4_0, Q4_1,
+    Q8_0, Q4_K, Q5_K or Q6_K, named by block_bytes: a1_ext.quant_formats) as float32 [N, K], or only
+    the rows `rows` (int32/int64 [R], in [0, N)) as [R, K]: an embedding lookup that decodes just the
+    rows it reads. Bit-exact with gguf.quants.dequantize."""
+    return _ops.dequantize.default(weight, rows)
+
+
+@torch.library.register_fake("a1::dequantize")
+def _dequantize_fake(weight, rows=None):
+    count = weight.shape[0] if rows is None else rows.shape[0]
+    block_size = 32 if weight.shape[2] <= 34 else 256  # Q4_0, Q4_1, Q8_0 blocks of 32; the K-quants 256
+    return weight.new_empty((count, weight.shape[1] * block_size), dtype=torch.float32)
+
+
+def quant_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """x [T, K] float32 @ W^T (+ bias [N] float32) -> [T, N], W in GGUF blocks as for dequantize,
+    never widened in memory. On the CPU up to 8 token rows decode each block in registers and stream
+    the weights once; more rows decode 16-row panels for the fp32 packed kernel. The sums may differ
+    from F.linear(x, dequantize(W)) in the last bits (order of additions)."""
+    return _ops.quant_linear.default(x, weight, bias)
+
+
+@torch.library.register_fake("a1::quant_linear")
+def _quant_linear_fake(x, weight, bias=None):
+    return x.new_empty((x.shape[0], weight.shape[0]))
+
+
+def any_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """quant_linear for a quantized weight, linear for a float one."""
+    return quant_linear(x, weight, bias) if is_quantized(weight) else linear(x, weight, bias)
 
 
 def decoder_layer(
@@ -129,6 +200,12 @@ def decoder_layer(
     )
 
 
+@torch.library.register_fake("a1::decoder_layer")
+def _decoder_layer_fake(residual, hidden, input_norm_weight, qkv_weight, qkv_bias, o_weight, o_bias,
+                        post_norm_weight, gate_up_weight, gate_up_bias, down_weight, down_bias, *rest):
+    return hidden.new_empty((hidden.shape[0], linear_out_features(down_weight)))
+
+
 def decoder_layers(
     residual: torch.Tensor,
     hidden: torch.Tensor,
@@ -163,9 +240,20 @@ def decoder_layers(
     )
 
 
+@torch.library.register_fake("a1::decoder_layers")
+def _decoder_layers_fake(residual, hidden, input_norm_weight, qkv_weight, qkv_bias, o_weight, o_bias,
+                         post_norm_weight, gate_up_weight, gate_up_bias, down_weight, down_bias, *rest):
+    return hidden.new_empty((hidden.shape[0], linear_out_features(down_weight[-1])))
+
+
 def copy_blocks(k_caches: Sequence[torch.Tensor], v_caches: Sequence[torch.Tensor], block_mapping: torch.Tensor) -> None:
     """For every layer, copy block block_mapping[i, 0] onto block block_mapping[i, 1] (int64 [P, 2])."""
     _ops.copy_blocks.default(list(k_caches), list(v_caches), block_mapping)
+
+
+@torch.library.register_fake("a1::copy_blocks")
+def _copy_blocks_fake(k_caches, v_caches, block_mapping) -> None:
+    return None
 
 
 def step_score(
@@ -176,6 +264,16 @@ def step_score(
     Log-probs are (x - max) - log(sum exp(x - max)) of the scaled logits x, exact at any scale
     (temperature 1e-8, logits of 1e8). token_ids (int64) must be in [0, V), temperature finite > 0."""
     return _ops.step_score.default(logits, token_ids, cu_seqlens, temperature)
+
+
+def _score_fake(token_ids, cu_seqlens, like):
+    token_logprob = like.new_empty(token_ids.shape[0], dtype=torch.float32)
+    return token_logprob, like.new_empty(cu_seqlens.shape[0] - 1, dtype=torch.float32)
+
+
+@torch.library.register_fake("a1::step_score")
+def _step_score_fake(logits, token_ids, cu_seqlens, temperature):
+    return _score_fake(token_ids, cu_seqlens, logits)
 
 
 def linear_step_score(
@@ -190,6 +288,11 @@ def linear_step_score(
     [T, V] logits never exist. lm_head is [V, H] or its panels [V / 16, H, 16] (to_weight_panels;
     the CPU then rounds `chunk` up to whole panels)."""
     return _ops.linear_step_score.default(hidden, lm_head, token_ids, cu_seqlens, temperature, chunk)
+
+
+@torch.library.register_fake("a1::linear_step_score")
+def _linear_step_score_fake(hidden, lm_head, token_ids, cu_seqlens, temperature, chunk):
+    return _score_fake(token_ids, cu_seqlens, hidden)
 
 
 def speculative_verify(
@@ -222,6 +325,15 @@ def speculative_verify(
     )
 
 
+@torch.library.register_fake("a1::speculative_verify")
+def _speculative_verify_fake(target_logits, draft_token_ids, cu_num_draft, draft_probs, temperature, top_k, top_p, seed, offset):
+    batch = cu_num_draft.shape[0] - 1
+    width = torch.library.get_ctx().new_dynamic_size(min=1)  # max_k + 1 depends on the data
+    out_ids = target_logits.new_empty((batch, width), dtype=torch.int64)
+    num_accepted = target_logits.new_empty(batch, dtype=torch.int64)
+    return out_ids, num_accepted, target_logits.new_empty(draft_token_ids.shape[0], dtype=torch.float32)
+
+
 def sample(
     logits: torch.Tensor,
     temperature: torch.Tensor,
@@ -240,84 +352,23 @@ def sample(
     return _ops.sample.default(logits, temperature, top_k, top_p, seed, offset)
 
 
-# ----------------------------------------------------------------------------- fake implementations
-@torch.library.register_fake("a1::reshape_and_cache")
-def _reshape_and_cache_fake(key, value, k_cache, v_cache, slot_mapping) -> None:
-    return None
-
-
-@torch.library.register_fake("a1::paged_attention")
-def _paged_attention_fake(query, k_cache, v_cache, block_table, seq_lens, query_start_loc, scale):
-    return torch.empty_like(query)
-
-
-@torch.library.register_fake("a1::rms_norm")
-def _rms_norm_fake(x, weight, eps):
-    return x.new_empty(x.shape)  # contiguous, whatever x's strides
-
-
-@torch.library.register_fake("a1::fused_add_rms_norm")
-def _fused_add_rms_norm_fake(x, residual, weight, eps) -> None:
-    return None
-
-
-@torch.library.register_fake("a1::silu_and_mul")
-def _silu_and_mul_fake(x):
-    return x.new_empty((x.shape[0], x.shape[1] // 2))
-
-
-@torch.library.register_fake("a1::rotary_embedding")
-def _rotary_embedding_fake(x, cos, sin) -> None:
-    return None
-
-
-@torch.library.register_fake("a1::linear")
-def _linear_fake(x, weight, bias=None):
-    return x.new_empty((x.shape[0], linear_out_features(weight)))
-
-
-@torch.library.register_fake("a1::decoder_layer")
-def _decoder_layer_fake(residual, hidden, input_norm_weight, qkv_weight, qkv_bias, o_weight, o_bias,
-                        post_norm_weight, gate_up_weight, gate_up_bias, down_weight, down_bias, *rest):
-    return hidden.new_empty((hidden.shape[0], linear_out_features(down_weight)))
-
-
-@torch.library.register_fake("a1::decoder_layers")
-def _decoder_layers_fake(residual, hidden, input_norm_weight, qkv_weight, qkv_bias, o_weight, o_bias,
-                         post_norm_weight, gate_up_weight, gate_up_bias, down_weight, down_bias, *rest):
-    return hidden.new_empty((hidden.shape[0], linear_out_features(down_weight[-1])))
-
-
-@torch.library.register_fake("a1::copy_blocks")
-def _copy_blocks_fake(k_caches, v_caches, block_mapping) -> None:
-    return None
-
-
-def _score_fake(token_ids, cu_seqlens, like):
-    token_logprob = like.new_empty(token_ids.shape[0], dtype=torch.float32)
-    return token_logprob, like.new_empty(cu_seqlens.shape[0] - 1, dtype=torch.float32)
-
-
-@torch.library.register_fake("a1::step_score")
-def _step_score_fake(logits, token_ids, cu_seqlens, temperature):
-    return _score_fake(token_ids, cu_seqlens, logits)
-
-
-@torch.library.register_fake("a1::linear_step_score")
-def _linear_step_score_fake(hidden, lm_head, token_ids, cu_seqlens, temperature, chunk):
-    return _score_fake(token_ids, cu_seqlens, hidden)
-
-
-@torch.library.register_fake("a1::speculative_verify")
-def _speculative_verify_fake(target_logits, draft_token_ids, cu_num_draft, draft_probs, temperature, top_k, top_p, seed, offset):
-    batch = cu_num_draft.shape[0] - 1
-    width = torch.library.get_ctx().new_dynamic_size(min=1)  # max_k + 1 depends on the data
-    out_ids = target_logits.new_empty((batch, width), dtype=torch.int64)
-    num_accepted = target_logits.new_empty(batch, dtype=torch.int64)
-    return out_ids, num_accepted, target_logits.new_empty(draft_token_ids.shape[0], dtype=torch.float32)
-
-
 @torch.library.register_fake("a1::sample")
 def _sample_fake(logits, temperature, top_k, top_p, seed, offset):
     rows = logits.shape[0]
     return logits.new_empty(rows, dtype=torch.int64), logits.new_empty(rows, dtype=torch.float32)
+
+
+def sampling_probs(
+    logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor
+) -> torch.Tensor:
+    """The distribution `sample` draws each row of logits [B, V] from, float32 [B, V]: softmax of
+    logits[b] / temperature[b] after the same top-k / top-p filter (the kernels share its code),
+    one-hot on the first argmax for greedy rows (temperature below 1e-5) and for rows the filter
+    leaves empty. Speculative decoding's q rows: exactly what the draft sampled from. Rows that
+    are not distributions are refused as `sample` refuses them."""
+    return _ops.sampling_probs.default(logits, temperature, top_k, top_p)
+
+
+@torch.library.register_fake("a1::sampling_probs")
+def _sampling_probs_fake(logits, temperature, top_k, top_p):
+    return logits.new_empty(logits.shape, dtype=torch.float32)

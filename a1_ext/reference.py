@@ -11,6 +11,18 @@ from typing import Optional
 
 import torch
 
+try:
+    from .quant_reference import dequantize, is_quantized, quant_linear  # noqa: F401  (the quantized ops' twins)
+except ImportError:  # loaded by path outside the package (tests/a1_ext/cuda_cases.py)
+    import importlib.util
+    import pathlib
+    import sys
+
+    _spec = importlib.util.spec_from_file_location("a1_quant_twins", pathlib.Path(__file__).with_name("quant_reference.py"))
+    _quant = sys.modules.setdefault(_spec.name, importlib.util.module_from_spec(_spec))
+    _spec.loader.exec_module(_quant)
+    dequantize, is_quantized, quant_linear = _quant.dequantize, _quant.is_quantized, _quant.quant_linear
+
 _MASK32 = 0xFFFFFFFF
 RNG_SAMPLE_RACE, RNG_VERIFY_ACCEPT, RNG_VERIFY_RACE = 0, 1, 2
 # Temperatures in [0, 1e-5) are greedy in sample and speculative_verify (kGreedyTemperature in
@@ -155,6 +167,8 @@ def fused_add_rms_norm(x, residual, weight, eps) -> None:
 
 # ----------------------------------------------------------------------------- projections
 def linear(x, weight, bias=None) -> torch.Tensor:
+    if weight.dtype == torch.uint8:  # GGUF blocks [N, K / block_size, block_bytes]
+        return quant_linear(x, weight, bias)
     if weight.dim() == 3:  # panels [N / 16, K, 16] of W [N, K]
         weight = weight.transpose(1, 2).reshape(-1, weight.shape[1])
     return torch.nn.functional.linear(x, weight, bias)
@@ -179,7 +193,8 @@ def decoder_layer(
     block_table, seq_lens, query_start_loc, eps, scale,
 ) -> torch.Tensor:
     tokens, (num_kv_heads, head_dim) = hidden.shape[0], k_cache.shape[2:]
-    qkv_width = qkv_weight.shape[0] * qkv_weight.shape[2] if qkv_weight.dim() == 3 else qkv_weight.shape[0]
+    qkv_width = qkv_weight.shape[0] * qkv_weight.shape[2] if qkv_weight.dim() == 3 and not is_quantized(qkv_weight) \
+        else qkv_weight.shape[0]
     num_heads = qkv_width // head_dim - 2 * num_kv_heads
     fused_add_rms_norm(hidden, residual, input_norm_weight, eps)
     qkv = linear(hidden, qkv_weight, qkv_bias).view(tokens, num_heads + 2 * num_kv_heads, head_dim)
@@ -215,7 +230,8 @@ def step_score(logits, token_ids, cu_seqlens, temperature) -> tuple[torch.Tensor
 
 
 def linear_step_score(hidden, lm_head, token_ids, cu_seqlens, temperature, chunk) -> tuple[torch.Tensor, torch.Tensor]:
-    return step_score(linear(hidden.float(), lm_head.float()), token_ids, cu_seqlens, temperature)
+    head = dequantize(lm_head) if is_quantized(lm_head) else lm_head.float()
+    return step_score(linear(hidden.float(), head), token_ids, cu_seqlens, temperature)
 
 
 # ----------------------------------------------------------------------------- random ops
@@ -248,6 +264,22 @@ def sample(logits, temperature, top_k, top_p, seed, offset) -> tuple[torch.Tenso
         token_ids[b] = torch.argmax(race_keys(scaled, uniforms))
     logprob = torch.log_softmax(logits.float(), -1).gather(1, token_ids.unsqueeze(1)).squeeze(1)
     return token_ids, logprob
+
+
+def sampling_probs(logits, temperature, top_k, top_p) -> torch.Tensor:
+    """The distribution sample draws each row from: softmax of the filtered row; one-hot on the
+    first argmax for greedy rows and for rows the filter leaves empty."""
+    rows, vocab = logits.shape
+    _refuse_unusable_rows(logits, "logits")
+    probs = torch.zeros(rows, vocab, dtype=torch.float32)
+    for b in range(rows):
+        if not _is_greedy(float(temperature[b])):
+            scaled = filtered_logits(logits[b], float(temperature[b]), int(top_k[b]), float(top_p[b]))
+            if bool((scaled > -math.inf).any()):
+                probs[b] = torch.softmax(scaled, -1)
+                continue
+        probs[b, torch.argmax(logits[b].float())] = 1.0
+    return probs
 
 
 def speculative_verify(

@@ -29,6 +29,10 @@ TORCH_LIBRARY(a1, m) {
   // top_p (1 = off), seed and offset.
   m.def("sample(Tensor logits, Tensor temperature, Tensor top_k, Tensor top_p, Tensor seed, "
         "Tensor offset) -> (Tensor token_ids, Tensor logprob)");
+  // The distribution `sample` draws row b of logits [B, V] from, as float32 [B, V]: softmax of the
+  // temperature / top-k / top-p filtered row (the same filter code), one-hot on the first argmax
+  // for greedy rows (and rows the filter leaves empty). Speculative decoding's draft q rows.
+  m.def("sampling_probs(Tensor logits, Tensor temperature, Tensor top_k, Tensor top_p) -> Tensor");
   // RMSNorm of x [T, H] in transformers' order: weight * to_dtype(x_f32 * rsqrt(mean(x_f32^2) + eps)).
   m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
   // In place, vLLM's fused residual step: residual += x (rounded to the dtype), then
@@ -44,6 +48,13 @@ TORCH_LIBRARY(a1, m) {
   // fp32 panels run a1's packed kernel, fp32 [N, K] with few rows (decode) streams the weights once,
   // others go to BLAS.
   m.def("linear(Tensor x, Tensor weight, Tensor? bias=None) -> Tensor");
+  // GGUF block formats (quant/quant_formats.h): a quantized weight W [N, K] is uint8
+  // [N, K / block_size, block_bytes], each row its GGUF blocks unchanged; block_bytes names the
+  // format (Q4_0 18, Q4_1 20, Q8_0 34, Q4_K 144, Q5_K 176, Q6_K 210). dequantize returns float32
+  // [N, K], or [R, K] for the rows `rows` [R] (an embedding lookup), exactly as gguf.quants does.
+  m.def("dequantize(Tensor weight, Tensor? rows=None) -> Tensor");
+  // out [T, N] = x [T, K] @ W^T (+ bias [N]), x and bias float32, W quantized as above.
+  m.def("quant_linear(Tensor x, Tensor weight, Tensor? bias=None) -> Tensor");
   // One Llama/Qwen2 decoder layer on the ops above (vLLM's residual layout): residual += hidden,
   // then attention and the SwiGLU MLP on the normalized stream; returns the MLP output [T, H], whose
   // add into residual is left to the next layer's norm. residual is updated and hidden overwritten

@@ -4,7 +4,8 @@
 // from Python each costs an interpreter round trip and a trip through torch's op wrappers, and
 // after every matmul has streamed megabytes of weights through the caches that code runs cold
 // (~4 ms of a 30 ms step on the benchmark machine). From C++ the same sequence is a few
-// dispatcher calls. The pure-torch spec of the layer is reference.decoder_layer.
+// dispatcher calls. Each projection may be float (a1::linear) or GGUF blocks (a1::quant_linear).
+// The pure-torch spec of the layer is reference.decoder_layer.
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
@@ -14,6 +15,7 @@
 
 #include "common/checks.h"
 #include "linear/linear_checks.h"
+#include "quant/quant_checks.h"
 
 namespace a1 {
 namespace {
@@ -32,6 +34,12 @@ struct LayerOps {
                                       const at::Tensor&, const at::Tensor&, double)>
       paged_attention;
   c10::TypedOperatorHandle<at::Tensor(const at::Tensor&)> silu_and_mul;
+  c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, const at::Tensor&, const OptionalTensor&)> quant_linear;
+
+  // x @ weight^T (+ bias): a1::quant_linear for GGUF blocks (uint8), a1::linear for float weights.
+  at::Tensor project(const at::Tensor& x, const at::Tensor& weight, const OptionalTensor& bias) const {
+    return is_quantized_weight(weight) ? quant_linear.call(x, weight, bias) : linear.call(x, weight, bias);
+  }
 
   static const LayerOps& get() {
     static const LayerOps ops = [] {
@@ -48,6 +56,7 @@ struct LayerOps {
               .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                 const at::Tensor&, const at::Tensor&, double)>(),
           find("a1::silu_and_mul").typed<at::Tensor(const at::Tensor&)>(),
+          find("a1::quant_linear").typed<at::Tensor(const at::Tensor&, const at::Tensor&, const OptionalTensor&)>(),
       };
     }();
     return ops;
@@ -64,7 +73,12 @@ at::Tensor decoder_layer(const at::Tensor& residual, const at::Tensor& hidden, c
                          const at::Tensor& query_start_loc, double eps, double scale) {
   check_dim(hidden, "hidden", 2, "[T, H]");
   check_paged_cache(k_cache, "k_cache");
-  check_linear_weight_layout(qkv_weight, "qkv_weight");  // N = (num_heads + 2 * num_kv_heads) * head_dim
+  // N = (num_heads + 2 * num_kv_heads) * head_dim
+  if (is_quantized_weight(qkv_weight)) {
+    check_quant_weight(qkv_weight, "qkv_weight");
+  } else {
+    check_linear_weight_layout(qkv_weight, "qkv_weight");
+  }
   const int64_t tokens = hidden.size(0), num_kv_heads = k_cache.size(2), head_dim = k_cache.size(3);
   const int64_t qkv_width = linear_out_features(qkv_weight);
   TORCH_CHECK(head_dim > 0 && qkv_width % head_dim == 0, "qkv_weight's N (", qkv_width,
@@ -76,7 +90,7 @@ at::Tensor decoder_layer(const at::Tensor& residual, const at::Tensor& hidden, c
 
   ops.fused_add_rms_norm.call(hidden, residual, input_norm_weight, eps);  // residual += hidden; hidden = norm
   const at::Tensor qkv =
-      ops.linear.call(hidden, qkv_weight, qkv_bias).view({tokens, num_heads + 2 * num_kv_heads, head_dim});
+      ops.project(hidden, qkv_weight, qkv_bias).view({tokens, num_heads + 2 * num_kv_heads, head_dim});
   ops.rotary_embedding.call(qkv.narrow(1, 0, num_heads + num_kv_heads), cos, sin);  // q and k heads, in place
   const at::Tensor query = qkv.narrow(1, 0, num_heads);
   const at::Tensor key = qkv.narrow(1, num_heads, num_kv_heads);
@@ -84,10 +98,10 @@ at::Tensor decoder_layer(const at::Tensor& residual, const at::Tensor& hidden, c
   ops.reshape_and_cache.call(key, value, k_cache, v_cache, slot_mapping);
   const at::Tensor attention =
       ops.paged_attention.call(query, k_cache, v_cache, block_table, seq_lens, query_start_loc, scale);
-  const at::Tensor projected = ops.linear.call(attention.view({tokens, num_heads * head_dim}), o_weight, o_bias);
+  const at::Tensor projected = ops.project(attention.view({tokens, num_heads * head_dim}), o_weight, o_bias);
   ops.fused_add_rms_norm.call(projected, residual, post_norm_weight, eps);  // residual += attention; normalized
-  const at::Tensor gate_up = ops.linear.call(projected, gate_up_weight, gate_up_bias);
-  return ops.linear.call(ops.silu_and_mul.call(gate_up), down_weight, down_bias);
+  const at::Tensor gate_up = ops.project(projected, gate_up_weight, gate_up_bias);
+  return ops.project(ops.silu_and_mul.call(gate_up), down_weight, down_bias);
 }
 
 using OptionalTensorList = c10::List<std::optional<at::Tensor>>;

@@ -14,9 +14,13 @@ namespace a1 {
 // Output features per panel of a panel-packed weight [N / 16, K, 16] (linear/packed_gemm_kernels.h).
 constexpr int64_t kLinearPanelWidth = 16;
 
-inline bool is_weight_panels(const at::Tensor& weight) { return weight.dim() == 3; }
+// Panels are float; a uint8 3-D weight is GGUF blocks [N, K / block_size, block_bytes]
+// (quant/quant_checks.h), whose N is its first dimension.
+inline bool is_weight_panels(const at::Tensor& weight) {
+  return weight.dim() == 3 && weight.scalar_type() != at::kByte;
+}
 
-// N of a weight [N, K] or of its panels [N / 16, K, 16].
+// N of a weight [N, K], of its panels [N / 16, K, 16] or of its GGUF blocks.
 inline int64_t linear_out_features(const at::Tensor& weight) {
   return is_weight_panels(weight) ? weight.size(0) * weight.size(2) : weight.size(0);
 }

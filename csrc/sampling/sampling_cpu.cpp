@@ -1,4 +1,4 @@
-// CPU glue of `sample` and `speculative_verify`: argument checks, dtype conversion of the rows
+// CPU glue of `sample`, `sampling_probs` and `speculative_verify`: argument checks, dtype conversion of the rows
 // to float, and at::parallel_for over rows / requests. The math is in sampling_kernels.h.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -71,6 +71,39 @@ std::tuple<at::Tensor, at::Tensor> sample_cpu(const at::Tensor& logits, const at
   return {token_ids, logprob};
 }
 
+at::Tensor sampling_probs_cpu(const at::Tensor& logits, const at::Tensor& temperature, const at::Tensor& top_k,
+                              const at::Tensor& top_p) {
+  check_sampling_logits(logits, "logits", "[B, V]");
+  const int64_t batch = logits.size(0), vocab = logits.size(1);
+  const at::Tensor no_seed = at::zeros({batch}, temperature.options().dtype(at::kLong));  // the filter draws nothing
+  const SamplingParamTensors params =
+      cpu_sampling_params(temperature, top_k, top_p, no_seed, no_seed, batch, logits, "logits");
+  const at::Tensor rows = logits.to(at::kFloat).contiguous();
+  at::Tensor probs = at::zeros({batch, vocab}, logits.options().dtype(at::kFloat));
+  const float* base = rows.data_ptr<float>();
+  float* out = probs.data_ptr<float>();
+  std::atomic<bool> unusable_row{false};
+  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+    std::optional<SamplingScratch> scratch;
+    for (int64_t b = begin; b < end; ++b) {
+      const float* row = base + b * vocab;
+      if (!row_has_finite_max(row, vocab)) {  // refused below, as sample refuses it
+        unusable_row = true;
+        continue;
+      }
+      const RowSampling row_p = row_params(params, b);
+      if (row_p.temperature < kGreedyTemperature) {
+        out[b * vocab + first_argmax(row, vocab)] = 1.0f;
+        continue;
+      }
+      if (!scratch) scratch.emplace(vocab);
+      sampling_probs_row(row, vocab, row_p, *scratch, out + b * vocab);
+    }
+  });
+  if (unusable_row) fail_on_unusable_row(rows, "logits");
+  return probs;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> speculative_verify_cpu(
     const at::Tensor& target_logits, const at::Tensor& draft_token_ids, const at::Tensor& cu_num_draft,
     const std::optional<at::Tensor>& draft_probs, const at::Tensor& temperature, const at::Tensor& top_k,
@@ -137,6 +170,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> speculative_verify_cpu(
 
 TORCH_LIBRARY_IMPL(a1, CPU, m) {
   m.impl("sample", &sample_cpu);
+  m.impl("sampling_probs", &sampling_probs_cpu);
   m.impl("speculative_verify", &speculative_verify_cpu);
 }
 

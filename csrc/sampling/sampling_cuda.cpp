@@ -1,4 +1,4 @@
-// CUDA glue of the random ops (sample, speculative_verify): argument checks, device guard,
+// CUDA glue of the random ops (sample, sampling_probs, speculative_verify): argument checks, device guard,
 // current stream, outputs and workspace, then the torch-free launchers of csrc/sampling/*.cu.
 //
 // The checks are sampling/sampling_checks.h, shared with the CPU glue, so both devices accept and
@@ -39,14 +39,24 @@ ParamTensors sampling_params(const at::Tensor& temperature, const at::Tensor& to
           to_device(p.offset, "offset", device, at::kLong)};
 }
 
+// logits [B, V] checked, on a CUDA device, with unit stride along the vocabulary.
+struct LogitRows {
+  at::Tensor logits;
+  FloatType kind;
+  c10::Device device;
+};
+
+LogitRows cuda_logit_rows(const at::Tensor& logits_in) {
+  check_sampling_logits(logits_in, "logits", "[B, V]");
+  const auto kind = checked_float_type(logits_in, "logits");
+  TORCH_CHECK(logits_in.device().is_cuda(), "logits must be a CUDA tensor, got ", logits_in.device());
+  return {logits_in.stride(1) == 1 ? logits_in : logits_in.contiguous(), kind, logits_in.device()};
+}
+
 std::tuple<at::Tensor, at::Tensor> sample_cuda(const at::Tensor& logits_in, const at::Tensor& temperature,
                                                const at::Tensor& top_k, const at::Tensor& top_p,
                                                const at::Tensor& seed, const at::Tensor& offset) {
-  check_sampling_logits(logits_in, "logits", "[B, V]");
-  const auto kind = checked_float_type(logits_in, "logits");
-  const auto device = logits_in.device();
-  TORCH_CHECK(device.is_cuda(), "logits must be a CUDA tensor, got ", device);
-  const at::Tensor logits = logits_in.stride(1) == 1 ? logits_in : logits_in.contiguous();
+  const auto [logits, kind, device] = cuda_logit_rows(logits_in);
   const int64_t rows = logits.size(0);
   c10::cuda::CUDAGuard guard(device);
   const ParamTensors params = sampling_params(temperature, top_k, top_p, seed, offset, rows, device);
@@ -58,6 +68,23 @@ std::tuple<at::Tensor, at::Tensor> sample_cuda(const at::Tensor& logits_in, cons
   // The kernel gives -1 for a row that is not a distribution; refuse the call naming it.
   if (rows > 0 && ids.min().item<int64_t>() < 0) fail_on_unusable_row(logits, "logits");
   return {ids, logprob};
+}
+
+at::Tensor sampling_probs_cuda(const at::Tensor& logits_in, const at::Tensor& temperature, const at::Tensor& top_k,
+                               const at::Tensor& top_p) {
+  const auto [logits, kind, device] = cuda_logit_rows(logits_in);
+  const int64_t rows = logits.size(0);
+  c10::cuda::CUDAGuard guard(device);
+  const at::Tensor no_seed = at::zeros({rows}, temperature.options().dtype(at::kLong));  // the filter draws nothing
+  const ParamTensors params = sampling_params(temperature, top_k, top_p, no_seed, no_seed, rows, device);
+  at::Tensor probs = logits.new_empty({rows, logits.size(1)}, logits.options().dtype(at::kFloat));
+  at::Tensor status = logits.new_empty({rows}, logits.options().dtype(at::kLong));
+  check_launch(cuda::launch_sampling_probs(logits.data_ptr(), kind, logits.stride(0), rows, logits.size(1),
+                                           params.view(), probs.data_ptr<float>(), status.data_ptr<int64_t>(),
+                                           current_stream()),
+               "sampling_probs");
+  if (rows > 0 && status.min().item<int64_t>() < 0) fail_on_unusable_row(logits, "logits");
+  return probs;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> speculative_verify_cuda(
@@ -121,5 +148,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> speculative_verify_cuda(
 
 TORCH_LIBRARY_IMPL(a1, CUDA, m) {
   m.impl("sample", &a1::sample_cuda);
+  m.impl("sampling_probs", &a1::sampling_probs_cuda);
   m.impl("speculative_verify", &a1::speculative_verify_cuda);
 }

@@ -23,6 +23,13 @@ struct SamplingParams {
 LaunchStatus launch_sample(const void* logits, FloatType kind, int64_t row_stride, int64_t rows, int64_t vocab,
                            const SamplingParams& params, int64_t* ids, float* logprob, cudaStream_t stream);
 
+// sampling_probs: probs[b, :] (float, [rows, vocab] contiguous) = the distribution sample draws
+// row b from: softmax of the filtered scaled row, one-hot on the first argmax for greedy rows (and
+// rows the filter leaves empty). status[b] = -1 for a row that is not a distribution, else 0.
+// params.seed / params.offset are not read.
+LaunchStatus launch_sampling_probs(const void* logits, FloatType kind, int64_t row_stride, int64_t rows, int64_t vocab,
+                                   const SamplingParams& params, float* probs, int64_t* status, cudaStream_t stream);
+
 struct VerifyInputs {
   const void* target_logits;  // [R = sum(k_b + 1), V]
   FloatType target_kind;

@@ -172,6 +172,19 @@ inline void softmax_row(const float* filtered, int64_t vocab, float* probs) {
   for (int64_t v = 0; v < vocab; ++v) probs[v] = std::exp(filtered[v] - stats.max) / stats.sum;
 }
 
+// probs[0, V) = the distribution sample draws a non-greedy row from: softmax of the filtered row,
+// or one-hot on the row's first argmax when the filter keeps nothing (sample's fallback too).
+inline void sampling_probs_row(const float* row, int64_t vocab, const RowSampling& params, SamplingScratch& scratch,
+                               float* probs) {
+  filter_row(row, vocab, params, scratch);
+  if (max_skipping_nan(scratch.filtered.data(), vocab) > kNegInf) {
+    softmax_row(scratch.filtered.data(), vocab, probs);
+    return;
+  }
+  std::fill(probs, probs + vocab, 0.0f);
+  probs[first_argmax(row, vocab)] = 1.0f;
+}
+
 // One request of speculative_verify on float target rows [k + 1, V]. Writes out_ids[0..accepted]
 // and returns the number of accepted draft tokens.
 inline int64_t verify_request(const float* target_rows, int64_t vocab, const int64_t* draft_ids, int64_t num_draft,

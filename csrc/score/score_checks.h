@@ -6,6 +6,7 @@
 
 #include "common/checks.h"
 #include "linear/linear_checks.h"
+#include "quant/quant_checks.h"
 
 namespace a1 {
 
@@ -16,15 +17,23 @@ inline void check_score_logits(const at::Tensor& logits) {
   TORCH_CHECK(logits.size(1) > 0, "logits must have a non-empty vocabulary (V > 0)");
 }
 
-// hidden [T, H] and lm_head [V, H] or its panels [V / 16, H, 16] of hidden's dtype and device;
-// chunk (vocab rows per tile) > 0.
+// hidden [T, H] and lm_head [V, H] or its panels [V / 16, H, 16] of hidden's dtype and device, or
+// lm_head in GGUF blocks [V, H / block_size, block_bytes] (quant/quant_checks.h) with hidden
+// float32; chunk (vocab rows per tile) > 0.
 inline void check_linear_score_inputs(const at::Tensor& hidden, const at::Tensor& lm_head, int64_t chunk) {
   check_dim(hidden, "hidden", 2, "[T, H]");
   check_float_dtype(hidden, "hidden");
-  check_linear_weight_layout(lm_head, "lm_head");
   check_same_device(lm_head, "lm_head", hidden, "hidden");
-  check_same_dtype(lm_head, "lm_head", hidden, "hidden");
-  check_size(lm_head, "lm_head", 1, hidden.size(1), "hidden.size(1) (H)");
+  if (is_quantized_weight(lm_head)) {
+    const quant::Format format = check_quant_weight(lm_head, "lm_head");
+    check_dtype(hidden, "hidden", at::kFloat);
+    TORCH_CHECK(quant_in_features(lm_head, format) == hidden.size(1), "lm_head holds H = ",
+                quant_in_features(lm_head, format), " inputs per row but hidden.size(1) is ", hidden.size(1));
+  } else {
+    check_linear_weight_layout(lm_head, "lm_head");
+    check_same_dtype(lm_head, "lm_head", hidden, "hidden");
+    check_size(lm_head, "lm_head", 1, hidden.size(1), "hidden.size(1) (H)");
+  }
   TORCH_CHECK(linear_out_features(lm_head) > 0, "lm_head must have a non-empty vocabulary (V > 0)");
   TORCH_CHECK(chunk > 0, "chunk must be > 0, got ", chunk);
 }

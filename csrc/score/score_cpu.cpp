@@ -12,6 +12,7 @@
 
 #include "common/softmax.h"
 #include "linear/linear_cpu.h"
+#include "quant/quant_cpu.h"
 #include "score/score_checks.h"
 
 namespace a1 {
@@ -72,6 +73,7 @@ std::tuple<at::Tensor, at::Tensor> linear_step_score_cpu(const at::Tensor& hidde
   check_cpu_targets(token_ids, hidden, "hidden");
   const int64_t num_tokens = hidden.size(0), vocab = linear_out_features(lm_head);
   // Panels are cut into tiles of whole panels.
+  const bool quantized = is_quantized_weight(lm_head);
   const int64_t tile_rows =
       is_weight_panels(lm_head) ? (chunk + kLinearPanelWidth - 1) / kLinearPanelWidth * kLinearPanelWidth : chunk;
   const at::Tensor offsets = check_score_targets(token_ids, cu_seqlens, num_tokens, vocab, temperature);
@@ -84,9 +86,11 @@ std::tuple<at::Tensor, at::Tensor> linear_step_score_cpu(const at::Tensor& hidde
   // Memory: one [T, chunk] logits tile and one [chunk, H] fp32 weight tile, whatever V is.
   for (int64_t start = 0; start < vocab; start += tile_rows) {
     const int64_t len = std::min(tile_rows, vocab - start);
-    const at::Tensor weight = linear_weight_rows(lm_head, start, len).to(at::kFloat);
-    // a1's linear: a scored step of a few tokens streams the LM head once instead of through BLAS.
-    const at::Tensor tile = linear_cpu(hidden_f32, weight, std::nullopt);
+    // a1's linear: a scored step of a few tokens streams the LM head once instead of through BLAS;
+    // GGUF blocks are multiplied as blocks (quant_linear), never widened.
+    const at::Tensor tile = quantized ? quant_linear_cpu(hidden_f32, lm_head.narrow(0, start, len), std::nullopt)
+                                      : linear_cpu(hidden_f32, linear_weight_rows(lm_head, start, len).to(at::kFloat),
+                                                   std::nullopt);
     const float* tile_data = tile.data_ptr<float>();
     at::parallel_for(0, num_tokens, 16, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {

@@ -19,7 +19,7 @@ from a1.cli_flags import (add_calibration_flag, add_data_flags, add_model_flags,
                           remote_values)
 from a1.policy.config import FIELDS as POLICY_FIELDS
 
-COMMANDS = ("calibrate", "eval", "generate", "bench", "report", "serve")
+COMMANDS = ("calibrate", "eval", "generate", "bench", "report", "serve", "distill-draft")
 USER_ERRORS = (ValueError, OSError, ImportError)  # shown as one line, no traceback
 
 
@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "/v1/models, /health and /metrics.")
     build_serve_parser(p)
 
+    from a1.distill.cli import add_parser as add_distill_parser
+
+    add_distill_parser(sub)  # a1 distill-draft
+
     p = sub.add_parser("report", help="report.md and plots over run directories of `a1 eval`", formatter_class=fmt)
     p.add_argument("runs", nargs="+", metavar="DIR", help="run directories of `a1 eval --out`")
     p.add_argument("--out", metavar="DIR",
@@ -91,7 +95,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser, **e
     values = dict(policy_values(args), target=args.target, draft=args.draft, target_url=args.target_url,
                   draft_url=args.draft_url, tokenizer=args.tokenizer, max_model_len=args.max_model_len,
                   remote=remote_values(args))
-    for name in ("calibration", "dataset", "data", "limit"):
+    for name in ("calibration", "warmup_prior", "dataset", "data", "limit"):
         if hasattr(args, name):
             values[name] = getattr(args, name)
     if hasattr(args, "no_progress"):
@@ -100,7 +104,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser, **e
         return EvalSettings.build(method=getattr(args, "method", "a1"), **values, **extra)
     except (OSError, ValueError, TypeError) as e:
         text = str(e)
-        for field, flag in (("data", "--data"), ("calibration", "--calibration")):
+        for field, flag in (("data", "--data"), ("calibration", "--calibration"), ("warmup_prior", "--warmup-prior")):
             if text.startswith(field + ": "):  # "data: ..." -> "argument --data: ..."
                 parser.error(f"argument {flag}: {text[len(field) + 2:]}")
         if text.startswith("calibration must be"):
@@ -166,9 +170,9 @@ def cmd_generate(args, parser, llm) -> int:
 
     llm = llm or build_llm(settings)
     prepare(args.prompt, target=llm, config=settings.policy, calibration=settings.calibration, chat=True,
-            describe=lambda i: "the prompt")  # every refusal before anything streams
+            describe=lambda i: "the prompt", warmup_prior=settings.warmup_prior)  # every refusal before anything streams
     result = generate(args.prompt, target=llm, config=settings.policy, calibration=settings.calibration, chat=True,
-                      progress=False, on_step=on_step)[0]
+                      progress=False, on_step=on_step, warmup_prior=settings.warmup_prior)[0]
     for sample in result.samples:
         print(f"sample {sample.index}: answer {sample.answer!r} ({sample.finish_reason}, {len(sample.token_ids)} "
               f"tokens: {sample.draft_tokens} draft, {sample.target_tokens} target)")
@@ -243,6 +247,12 @@ def cmd_report(args, parser, llm) -> int:
     return 0
 
 
+def cmd_distill_draft(args, parser, llm) -> int:
+    from a1.distill.cli import cmd_distill_draft as run
+
+    return run(args, parser, llm)
+
+
 def cmd_serve(args, parser, llm) -> int:
     from a1.serve.cli import config_from_args, run
 
@@ -262,7 +272,7 @@ def main(argv: Optional[Sequence[str]] = None, *, llm=None) -> int:
     args = parser.parse_args(argv)
     sub = parser._subparsers._group_actions[0].choices[args.command]  # errors name this command's flags
     run = {"eval": cmd_eval, "calibrate": cmd_calibrate, "generate": cmd_generate, "bench": cmd_bench,
-           "report": cmd_report, "serve": cmd_serve}[args.command]
+           "report": cmd_report, "serve": cmd_serve, "distill-draft": cmd_distill_draft}[args.command]
     try:
         return run(args, sub, llm)
     except KeyboardInterrupt:

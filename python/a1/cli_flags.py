@@ -72,8 +72,9 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("models")
     g.add_argument("--target", default="smollm2-135m",
                    help="target model: a built-in name, an HF directory or a .gguf file" + DEFAULT)
-    g.add_argument("--draft", default="self",
-                   help="draft model of the same vocabulary, or 'self': the target drafts too" + DEFAULT)
+    g.add_argument("--draft", default="self", type=draft_flag,
+                   help="draft model of the same vocabulary, 'self' (the target drafts too), 'self:skip=A-B[,C-D]' "
+                        "(the target's own layers minus those ranges) or a directory of `a1 distill-draft`" + DEFAULT)
     g.add_argument("--max-model-len", type=int_at_least(2), default=None,
                    help="longest sequence (default: the model's; with --target-url, the server's)")
     g = p.add_argument_group("servers (a1.remote: vLLM, SGLang, llama.cpp or `a1 serve`)")
@@ -98,6 +99,18 @@ def remote_values(args: argparse.Namespace) -> dict[str, Any]:
     """The RemoteConfig fields given on the command line."""
     return {name[len("remote_"):]: value for name, value in vars(args).items()
             if name.startswith("remote_") and value is not None}
+
+
+def draft_flag(text: str) -> str:
+    """--draft as given; a layer-skip spec's form is checked now (its range once the target is loaded)."""
+    from a1.models.draft_spec import is_skip_spec, parse_skip_spec
+
+    if is_skip_spec(text):
+        try:
+            parse_skip_spec(text, name="draft")
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err).split(": ", 1)[1]) from None  # argparse names the flag
+    return text
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -128,6 +141,11 @@ def add_data_flags(p: argparse.ArgumentParser, split: str) -> None:
 
 
 def add_calibration_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--calibration", default="online", metavar="online|per-question|FILE",
-                   help="calibration scores: online (the run's earlier steps), per-question, or a file of "
-                        "`a1 calibrate`" + DEFAULT)
+    p.add_argument("--calibration", default="online", metavar="online|per-question|adaptive|FILE",
+                   help="calibration scores: online (the run's earlier steps), per-question, adaptive (online "
+                        "p-values, each stratum's level adapted so that its long-run rejection rate is α under any "
+                        "drift: sets --level adaptive, which also composes with per-question or a file), or a file "
+                        "of `a1 calibrate`" + DEFAULT)
+    p.add_argument("--warmup-prior", default=None, metavar="FILE",
+                   help="with --warmup prior: a calibration file of `a1 calibrate` (made with this run's settings) "
+                        "whose scores decide the tests of strata still in warm-up")

@@ -10,14 +10,10 @@ from a1.engine.outputs import RequestFailed, RequestOutput, ScoreResult
 from a1.engine.pair import PairEngine
 from a1.engine.sampling_params import SamplingParams
 from a1.engine.validation import params_per_prompt, score_pairs
+from a1.models.draft_spec import load_draft
+from a1.models.prompts import encode_prompts
 
 Prompt = Union[str, list[int]]
-
-
-def _is_token_ids(value) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) > 0 and all(
-        isinstance(t, int) and not isinstance(t, bool) for t in value
-    )
 
 
 def _load(model, dtype, name: str):
@@ -42,7 +38,10 @@ class LLM:
     """model: the target, an HF directory, a GGUF file, a built-in name (see
     a1.models.loader.load_model) or an already loaded LoadedModel (anything with .model and
     .tokenizer). draft: a second model of the same vocabulary for the A1 policy and speculative
-    decoding; None, "self" or the same path as model loads one model that serves both roles.
+    decoding; None, "self" or the same path as model loads one model that serves both roles;
+    "self:skip=A-B[,C-D...]" runs the target's own layers minus those ranges (same weights), and a
+    directory of `a1 distill-draft` its distilled layers on the target's embedding and LM head
+    (a1.models.draft_spec).
     num_speculative_tokens: k > 0 makes generate() lossless speculative decoding (the draft proposes
     k tokens, the target verifies them in one forward). kv_cache_gb: the KV budget of both models
     together (None: 1 GiB on CPU, half the free memory on CUDA). seed: seeds the requests that give none."""
@@ -64,7 +63,7 @@ class LLM:
         if isinstance(num_speculative_tokens, bool) or not isinstance(num_speculative_tokens, int) or num_speculative_tokens < 0:
             raise ValueError(f"num_speculative_tokens must be an int >= 0, got {num_speculative_tokens!r}")
         loaded = _load(model, dtype, "model")
-        draft_loaded = loaded if _is_self(draft, model) else _load(draft, dtype, "draft")
+        draft_loaded = loaded if _is_self(draft, model) else (load_draft(draft, loaded) or _load(draft, dtype, "draft"))
         if draft_loaded is not loaded and draft_loaded.model is loaded.model:
             draft_loaded = loaded
         self.loaded, self.tokenizer, self.draft_loaded = loaded, loaded.tokenizer, draft_loaded
@@ -90,24 +89,8 @@ class LLM:
         return self.pair.self_mode
 
     def encode(self, prompts, chat: bool = False) -> list[tuple[Optional[str], list[int]]]:
-        """(text or None, token ids) per prompt, as generate() feeds them (see there)."""
-        if isinstance(prompts, str) or _is_token_ids(prompts):
-            prompts = [prompts]
-        out = []
-        for i, prompt in enumerate(prompts):
-            if isinstance(prompt, str):
-                if chat:
-                    text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
-                    out.append((prompt, self.tokenizer.encode(text, add_special_tokens=False)))
-                else:
-                    out.append((prompt, self.tokenizer.encode(prompt, add_special_tokens=True)))
-            elif _is_token_ids(prompt):
-                if chat:
-                    raise ValueError(f"prompts[{i}]: chat=True needs string prompts, got token ids")
-                out.append((None, list(prompt)))
-            else:
-                raise TypeError(f"prompts[{i}] must be a non-empty string or list of token ids, got {prompt!r}")
-        return out
+        """(text or None, token ids) per prompt, as generate() feeds them (a1.models.prompts)."""
+        return encode_prompts(self.tokenizer, prompts, chat)
 
     def generate(
         self,

@@ -42,9 +42,9 @@ def run(argv: list[str], capsys, llm=None) -> tuple[int, str, str]:
 def test_help_lists_every_command(capsys) -> None:
     code, out, _ = run(["--help"], capsys)
     assert code == 0
-    for command in ("calibrate", "eval", "generate", "bench", "report", "serve"):
+    for command in ("calibrate", "eval", "generate", "bench", "report", "serve", "distill-draft"):
         assert command in out
-    assert set(COMMANDS) == {"calibrate", "eval", "generate", "bench", "report", "serve"}
+    assert set(COMMANDS) == {"calibrate", "eval", "generate", "bench", "report", "serve", "distill-draft"}
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -40,6 +40,11 @@ VALUES = {
     "answer_tokens": ("12", 12),
     "concurrency": ("3", 3),
     "warm_start": ("1", 1),
+    "level": ("adaptive", "adaptive"),
+    "level_gamma": ("0.05", 0.05),
+    "attempt_strata": ("false", False),
+    "warmup": ("coin", "coin"),
+    "warmup_scores": ("7", 7),
     "step_stop": ("\\n", ("\n",)),
 }
 
@@ -114,3 +119,38 @@ def test_server_flags_reach_the_settings(capsys):
     with pytest.raises(SystemExit):
         parse(["eval", "--target-url", "http://a:1", "--generate-timeout", "0"])
     assert "argument --generate-timeout" in capsys.readouterr().err
+
+
+def test_adaptive_calibration_sets_the_adaptive_level(capsys, tmp_path: Path):
+    settings = parse(["eval", "--calibration", "adaptive"])
+    assert settings.calibration == "adaptive" and settings.policy.level == "adaptive"
+    assert settings.run_settings()["level"] == "adaptive"  # what run.json records (and a resume repeats)
+    assert parse(["eval", "--calibration", "per-question", "--level", "adaptive"]).policy.level == "adaptive"
+    with pytest.raises(SystemExit):
+        parse(["eval", "--calibration", "adaptive", "--level", "fixed"])  # contradictory: refused
+    assert "argument --level" in capsys.readouterr().err
+
+
+def test_the_warmup_prior_file_goes_with_warmup_prior(capsys, tmp_path: Path):
+    from a1.calibration import Calibrator
+
+    path = tmp_path / "prior.json"
+    Calibrator().save(path, {})
+    settings = parse(["eval", "--warmup", "prior", "--warmup-prior", str(path)])
+    run = settings.run_settings()
+    assert run["warmup_prior"] == str(path.resolve()) and len(run["warmup_prior_sha256"]) == 64
+    for argv in (["eval", "--warmup", "prior"], ["eval", "--warmup-prior", str(path)],
+                 ["eval", "--warmup", "prior", "--warmup-prior", str(tmp_path / "missing.json")]):
+        with pytest.raises(SystemExit):
+            parse(argv)
+        assert "argument --warmup-prior" in capsys.readouterr().err
+
+
+def test_a_layer_skip_draft_spec_is_checked_before_loading(capsys) -> None:
+    """--draft self:skip=...: a malformed spec is a usage error naming the flag (its layer range is
+    checked against the target once loaded: a1.models.draft_spec)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "--draft", "self:skip=4-2", "--limit", "1"])
+    assert exit_.value.code == 2
+    assert "argument --draft: range 4-2 in 'self:skip=4-2' is reversed" in capsys.readouterr().err
+    assert build_parser().parse_args(["eval", "--draft", "self:skip=14-16"]).draft == "self:skip=14-16"

@@ -141,6 +141,21 @@ def test_sample_matches_twin(dtype, vocab):
     torch.testing.assert_close(logprob, want_logprob, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("vocab", [7, 97, 1031])
+def test_sampling_probs_matches_twin(dtype, vocab):
+    logits, _, _ = score_case(6, vocab, [6], dtype, seed=6)
+    temperature, top_k, top_p, _, _ = sampling_params(6, [0.0, 1.0, 0.7, 1.3, 1.0, 0.5], [0, 0, 5, 0, 12, 3],
+                                                      [1.0, 1.0, 1.0, 0.8, 0.9, 0.5])
+    probs, status = emu.sampling_probs(logits, temperature, top_k, top_p)
+    want = reference.sampling_probs(logits, temperature, top_k, top_p)
+    assert torch.equal(status, torch.zeros(6, dtype=torch.int64))
+    torch.testing.assert_close(probs, want, atol=2e-6, rtol=1e-5)
+    assert torch.equal(probs > 0, want > 0)
+    logits[2, 3] = float("nan")
+    assert emu.sampling_probs(logits, temperature, top_k, top_p)[1].tolist() == [0, 0, -1, 0, 0, 0]
+
+
 def test_sample_ties_in_top_k_are_kept():
     logits = torch.tensor([[1.0, 3.0, 3.0, 0.5, 3.0, 2.0] * 4])  # the 2nd largest value is tied 12 times
     params = sampling_params(1, 1.0, 2, 1.0)

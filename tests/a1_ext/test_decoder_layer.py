@@ -11,20 +11,20 @@ from cuda_cases import DECODER_KV_HEADS as KV_HEADS
 from cuda_cases import DECODER_WEIGHT_ARGS, layer_case, layers_case
 
 
-def op_by_op(a) -> torch.Tensor:
+def op_by_op(a, linear=ops.linear) -> torch.Tensor:
     """The layer as the model ran it before the fused op: the same a1 ops, called from Python."""
     tokens = a["hidden"].shape[0]
     ops.fused_add_rms_norm(a["hidden"], a["residual"], a["input_norm_weight"], a["eps"])
-    qkv = ops.linear(a["hidden"], a["qkv_weight"], a["qkv_bias"]).view(tokens, HEADS + 2 * KV_HEADS, HEAD_DIM)
+    qkv = linear(a["hidden"], a["qkv_weight"], a["qkv_bias"]).view(tokens, HEADS + 2 * KV_HEADS, HEAD_DIM)
     ops.rotary_embedding(qkv[:, : HEADS + KV_HEADS], a["cos"], a["sin"])
     query, key, value = qkv.split([HEADS, KV_HEADS, KV_HEADS], dim=1)
     ops.reshape_and_cache(key, value, a["k_cache"], a["v_cache"], a["slot_mapping"])
     attention = ops.paged_attention(query, a["k_cache"], a["v_cache"], a["block_table"], a["seq_lens"],
                                     a["query_start_loc"], a["scale"])
-    projected = ops.linear(attention.reshape(tokens, HEADS * HEAD_DIM), a["o_weight"], a["o_bias"])
+    projected = linear(attention.reshape(tokens, HEADS * HEAD_DIM), a["o_weight"], a["o_bias"])
     ops.fused_add_rms_norm(projected, a["residual"], a["post_norm_weight"], a["eps"])
-    gate_up = ops.linear(projected, a["gate_up_weight"], a["gate_up_bias"])
-    return ops.linear(ops.silu_and_mul(gate_up), a["down_weight"], a["down_bias"])
+    gate_up = linear(projected, a["gate_up_weight"], a["gate_up_bias"])
+    return linear(ops.silu_and_mul(gate_up), a["down_weight"], a["down_bias"])
 
 
 def clone_case(a):
@@ -142,3 +142,39 @@ def test_decoder_layers_need_one_entry_per_layer():
 def test_decoder_layers_opcheck():
     stack = stack_case([1, 2], [6, 2], 2, bias=True)
     torch.library.opcheck(torch.ops.a1.decoder_layers.default, (), stack)
+
+
+# ------------------------------------------------------------------------------ GGUF block weights
+def quantized(weight: torch.Tensor, name: str) -> torch.Tensor:
+    """W [N, K] quantized by the gguf package, in the ops' layout [N, K / 32, block_bytes]."""
+    import gguf
+    from a1_ext.quant_formats import QUANT_FORMATS, as_blocks
+
+    raw = gguf.quants.quantize(weight.numpy(), gguf.GGMLQuantizationType[name])
+    return as_blocks(torch.from_numpy(raw), QUANT_FORMATS[name], tuple(weight.shape))
+
+
+QUANTIZED = {"qkv_weight": "Q8_0", "o_weight": "Q4_0", "gate_up_weight": "Q4_1"}  # down_weight stays float
+
+
+@pytest.mark.parametrize("q_lens,seq_lens", CASES)
+def test_decoder_layer_on_quantized_weights(q_lens, seq_lens):
+    """Projections in GGUF blocks run a1::quant_linear inside the op: bit-identical to quant_linear
+    called one by one, and to the twin (F.linear on the dequantized weights) up to fp32 rounding."""
+    case = layer_case(q_lens, seq_lens, bias=True, seed=3)
+    case.update({k: quantized(case[k], f) for k, f in QUANTIZED.items()})
+    fused, separate, twin = clone_case(case), clone_case(case), clone_case(case)
+    out = ops.decoder_layer(**fused)
+    want = op_by_op(separate, linear=ops.any_linear)  # quant_linear for the block weights
+    assert torch.equal(out, want)
+    torch.testing.assert_close(out, reference.decoder_layer(**twin), atol=1e-4, rtol=1e-4)
+    for name in MUTATED:
+        assert torch.equal(fused[name], separate[name]), name
+
+
+def test_decoder_layers_on_quantized_weights_match_twin():
+    stack = stack_case([1, 3], [6, 3], 2, bias=False)
+    for name, fmt in QUANTIZED.items():
+        stack[name] = [quantized(w, fmt) for w in stack[name]]
+    fused, twin = stack, clone_stack(stack)
+    torch.testing.assert_close(ops.decoder_layers(**fused), reference.decoder_layers(**twin), atol=1e-4, rtol=1e-4)

@@ -11,13 +11,27 @@ observed per stratum with exact Clopper-Pearson intervals, so a run shows that t
     p = cal.p_value(score, turn=3)                   # serving: reject iff p <= alpha
     cal.save("cal.json", {"draft": "...", "target": "...", "score": "ppl"})
     cal = Calibrator.load("cal.json", expect={"draft": "...", "target": "...", "score": "ppl"})
+
+Under drift the exact p-values stay and the threshold moves: `AdaptiveLevels` (adaptive.py, ACI)
+keeps each stratum's long-run rejection rate at alpha for any sequence of scores. `clustered.py`
+gives intervals that treat the question (not the step) as the unit of replication.
 """
-from .calibrator import Calibrator, StratumKey
+from .adaptive import DEFAULT_GAMMA, AdaptiveLevels, Levels, aci_bound, decide_at
+from .calibrator import Calibrator
+from .clustered import cluster_bootstrap_interval, cluster_robust_interval
 from .intervals import check_alpha, clopper_pearson
 from .persistence import FORMAT, FORMAT_VERSION, CalibratorSettings
+from .strata import StratumKey
 from .tally import RejectionTally, StratumCounts
 
 __all__ = [
+    "AdaptiveLevels",
+    "DEFAULT_GAMMA",
+    "Levels",
+    "aci_bound",
+    "decide_at",
+    "cluster_bootstrap_interval",
+    "cluster_robust_interval",
     "Calibrator",
     "CalibratorSettings",
     "StratumKey",

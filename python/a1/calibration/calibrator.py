@@ -18,64 +18,35 @@ Why strata: the guarantee needs the test score to be exchangeable with the calib
 Step scores drift with the turn (later reasoning steps of the same question score differently),
 so one pool of scores from all turns (or, as in the original A1 code, from turn 0 only) rejects
 far more than alpha on some turns and far less on others. Scores are therefore kept per stratum
-bucket = bisect_right(turn_edges, turn) (optionally per (question, bucket)), and the guarantee
-holds per stratum.
+bucket = bisect_right(turn_edges, turn) (optionally per (question, bucket), optionally per
+attempt: strata.py), and the guarantee holds per stratum. Every score also joins its stratum's
+pool (strata.pool_key): the warm-up rule "pooled" tests against it while the stratum is small.
 """
 from __future__ import annotations
 
 import bisect
 import math
-import numbers
-import operator
 import os
 import threading
-from fractions import Fraction
 from dataclasses import asdict
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from fractions import Fraction
+from typing import Any, Dict, Hashable, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from a1_ext import QuantileBuffer
+from a1_ext.quantile import QuantileBuffer
 
 from .intervals import check_alpha
 from .persistence import CalibratorSettings, read_document, write_document
+from .strata import StratumKey, check_score, check_turn, make_key, pool_key, question_id, record_of
 
-StratumKey = Union[int, Tuple[Union[str, int], int]]
+__all__ = ["Calibrator", "StratumKey"]
 
 _INITIAL_SLOTS = 1024  # unwindowed buffers start this small and double up to `capacity`
+POOL_WINDOW = 4096  # a pool keeps its most recent scores: a prior for warm-up, not a calibration set
 
-
-def _check_score(score: Any, name: str = "score") -> float:
-    if isinstance(score, bool) or not isinstance(score, (numbers.Real, torch.Tensor, np.ndarray)):
-        raise TypeError(f"{name} must be a real number, got {type(score).__name__}")
-    try:
-        value = float(score)
-    except (TypeError, ValueError) as err:  # tensors/arrays of more than one element
-        raise TypeError(f"{name} must be a real number: {err}") from None
-    if math.isnan(value):
-        raise ValueError(f"{name} is NaN")
-    return value
-
-
-def _check_turn(turn: Any) -> int:
-    if isinstance(turn, bool):
-        raise TypeError("turn must be a non-negative int, got bool")
-    try:
-        value = operator.index(turn)
-    except TypeError:
-        raise TypeError(f"turn must be a non-negative int, got {type(turn).__name__}") from None
-    if value < 0:
-        raise ValueError(f"turn must be a non-negative int, got {value}")
-    return value
-
-
-def _question_id(question: Any) -> Union[str, int]:
-    if question is None:
-        raise ValueError("question is required when per_question=True")
-    if isinstance(question, bool) or not isinstance(question, (str, numbers.Integral)):
-        raise TypeError(f"question must be a str or int id, got {type(question).__name__}")
-    return question if isinstance(question, str) else int(question)
+Question = Optional[Union[str, int]]
 
 
 class Calibrator:
@@ -83,8 +54,8 @@ class Calibrator:
 
     Args:
         turn_edges: strictly increasing turn indices; turn t (0-based) falls in stratum
-            bisect_right(turn_edges, t), so the default (1, 2, 4, 8) gives turns {0}, {1}, {2, 3},
-            {4..7}, {8, ...}. () puts every turn in one stratum.
+            bisect_right(turn_edges, t), so (1, 2, 4, 8) gives turns {0}, {1}, {2, 3}, {4..7},
+            {8, ...} and (1, 2, ..., K) one stratum per turn up to K. () puts every turn in one stratum.
         per_question: key strata by (question, bucket) instead of bucket.
         smoothed: randomised tie-breaking (exact rate alpha even with ties); U comes from a
             torch.Generator seeded with `seed`, so runs are reproducible.
@@ -92,6 +63,7 @@ class Calibrator:
         rule: "conformal", or "reference": the original authors' uncorrected percentile
             p = 1 - #{s_i < s}/n, for comparison only (it rejects more than alpha at small n).
         capacity: most scores one stratum may hold without a window.
+        by_attempt: redraft a >= 1 of the three-way rule gets strata of its own (strata.py).
 
     p_value never changes the scores; update/fit add scores. Writers take a lock, so several
     threads may update and query one Calibrator.
@@ -106,21 +78,24 @@ class Calibrator:
         seed: int = 0,
         rule: str = "conformal",
         capacity: int = 1 << 16,
+        by_attempt: bool = False,
     ) -> None:
         self.settings = CalibratorSettings(
-            tuple(turn_edges), per_question, smoothed, window, seed, rule, capacity)
+            tuple(turn_edges), per_question, smoothed, window, seed, rule, capacity, by_attempt)
         self.metadata: Dict[str, Any] = {}  # what `load` read from the file
         self._buffers: Dict[StratumKey, QuantileBuffer] = {}
+        self._pools: Dict[Hashable, QuantileBuffer] = {}
         self._generator = torch.Generator().manual_seed(int(seed))
         self._lock = threading.Lock()
 
     # -- strata ----------------------------------------------------------------------------------
-    def stratum(self, *, turn: int, question: Optional[Union[str, int]] = None) -> StratumKey:
-        """The key of the stratum holding turn `turn` (of `question` when per_question)."""
-        bucket = bisect.bisect_right(self.settings.turn_edges, _check_turn(turn))
-        if not self.settings.per_question:
-            return bucket
-        return (_question_id(question), bucket)
+    def stratum(self, *, turn: int, question: Question = None, attempt: int = 0) -> StratumKey:
+        """The key of the stratum holding turn `turn` (of `question` when per_question; of
+        `attempt` when by_attempt)."""
+        bucket = bisect.bisect_right(self.settings.turn_edges, check_turn(turn))
+        attempt = check_turn(attempt, "attempt")
+        s = self.settings
+        return make_key(bucket, question if s.per_question else None, attempt, s.per_question, s.by_attempt)
 
     def strata(self) -> List[StratumKey]:
         """Keys of the strata holding scores, in the order they were first filled."""
@@ -131,19 +106,34 @@ class Calibrator:
         buffer = self._buffers.get(stratum_key)
         return buffer.snapshot().tolist() if buffer is not None else []
 
-    def n(self, *, turn: int, question: Optional[Union[str, int]] = None) -> int:
-        """Number of calibration scores in the stratum of (turn, question)."""
-        buffer = self._buffers.get(self.stratum(turn=turn, question=question))
+    def n(self, *, turn: int, question: Question = None, attempt: int = 0) -> int:
+        """Number of calibration scores in the stratum of (turn, question, attempt)."""
+        buffer = self._buffers.get(self.stratum(turn=turn, question=question, attempt=attempt))
         return len(buffer) if buffer is not None else 0
 
+    def pool_size(self, *, turn: int, question: Question = None, attempt: int = 0) -> int:
+        """Number of scores in the pool of the stratum of (turn, question, attempt)."""
+        pool = self._pools.get(pool_key(self.stratum(turn=turn, question=question, attempt=attempt),
+                                        self.settings.per_question))
+        return len(pool) if pool is not None else 0
+
     # -- queries ---------------------------------------------------------------------------------
-    def p_value(self, score: float, *, turn: int, question: Optional[Union[str, int]] = None) -> float:
+    def p_value(self, score: float, *, turn: int, question: Question = None, attempt: int = 0) -> float:
         """Conformal p-value of `score` in its stratum; reject iff p <= alpha. See the module doc.
 
         n = 0 gives 1 (nothing to compare with), or U when smoothed (still exactly uniform).
         """
-        s = _check_score(score)
-        buffer = self._buffers.get(self.stratum(turn=turn, question=question))
+        s = check_score(score)
+        return self._p(self._buffers.get(self.stratum(turn=turn, question=question, attempt=attempt)), s)
+
+    def pooled_p_value(self, score: float, *, turn: int, question: Question = None, attempt: int = 0) -> float:
+        """The p-value of `score` against its stratum's pool (its turn bucket over all questions and
+        attempts): the warm-up rule "pooled"'s prior, not a stratum's guarantee."""
+        s = check_score(score)
+        key = self.stratum(turn=turn, question=question, attempt=attempt)
+        return self._p(self._pools.get(pool_key(key, self.settings.per_question)), s)
+
+    def _p(self, buffer: Optional[QuantileBuffer], s: float) -> float:
         if self.settings.rule == "reference":  # comparison only: O(n) copy, fine
             held = buffer.snapshot() if buffer is not None else None
             return 1.0 if held is None or len(held) == 0 else int((held >= s).sum()) / len(held)  # 1 - #{<}/n
@@ -169,34 +159,32 @@ class Calibrator:
             k -= 1
         return k
 
-    def in_warmup(self, alpha: float, *, turn: int, question: Optional[Union[str, int]] = None) -> bool:
-        """True while the stratum of (turn, question) holds fewer than warmup(alpha) scores."""
-        return self.n(turn=turn, question=question) < self.warmup(alpha)
+    def in_warmup(self, alpha: float, *, turn: int, question: Question = None, attempt: int = 0) -> bool:
+        """True while the stratum of (turn, question, attempt) holds fewer than warmup(alpha) scores."""
+        return self.n(turn=turn, question=question, attempt=attempt) < self.warmup(alpha)
 
     # -- updates ---------------------------------------------------------------------------------
-    def update(self, score: float, *, turn: int, question: Optional[Union[str, int]] = None) -> None:
-        """Adds one calibration score to the stratum of (turn, question)."""
-        s = _check_score(score)
-        key = self.stratum(turn=turn, question=question)
+    def update(self, score: float, *, turn: int, question: Question = None, attempt: int = 0) -> None:
+        """Adds one calibration score to the stratum of (turn, question, attempt) and its pool."""
+        s = check_score(score)
+        key = self.stratum(turn=turn, question=question, attempt=attempt)
         with self._lock:
             self._room(key, 1).push(s)
+            self._pool(key).push(s)
 
     def fit(self, scores: Iterable[float], turns: Iterable[int],
-            questions: Optional[Iterable[Union[str, int]]] = None) -> None:
-        """Adds many calibration scores; scores[i] came from turns[i] (of questions[i]).
+            questions: Optional[Iterable[Union[str, int]]] = None,
+            attempts: Optional[Iterable[int]] = None) -> None:
+        """Adds many calibration scores; scores[i] came from turns[i] (of questions[i], attempt
+        attempts[i], default 0).
 
         All-or-nothing: a NaN score or an overflowing stratum raises before anything is added.
         """
-        if isinstance(scores, torch.Tensor):
-            values = scores.detach().to("cpu", torch.float64).numpy().reshape(-1)
-        elif isinstance(scores, np.ndarray):
-            values = scores.astype(np.float64).reshape(-1)
-        else:
-            values = np.asarray(list(scores), dtype=np.float64).reshape(-1)
-        turn_array = np.asarray(turns.cpu() if isinstance(turns, torch.Tensor) else
-                                turns if isinstance(turns, np.ndarray) else list(turns)).reshape(-1)
+        values = _floats(scores)
+        turn_array = _ints(turns)
+        attempt_array = np.zeros(len(values), dtype=np.int64) if attempts is None else _ints(attempts)
         qs = None if questions is None else list(questions.tolist() if hasattr(questions, "tolist") else questions)
-        for name, other in (("turns", turn_array), ("questions", qs)):
+        for name, other in (("turns", turn_array), ("questions", qs), ("attempts", attempt_array)):
             if other is not None and len(other) != len(values):
                 raise ValueError(f"scores and {name} must have the same length, got {len(values)} and {len(other)}")
         if self.settings.per_question and qs is None:
@@ -204,23 +192,26 @@ class Calibrator:
         nan = np.flatnonzero(np.isnan(values))
         if nan.size:
             raise ValueError(f"score is NaN (scores[{nan[0]}])")
-        if turn_array.size and (turn_array.dtype.kind not in "iu" or turn_array.min() < 0):
-            bad = next(t for t in turn_array.tolist() if isinstance(t, bool) or not isinstance(t, int) or t < 0)
-            _check_turn(bad)  # raises, naming `turn`
+        for name, array in (("turn", turn_array), ("attempt", attempt_array)):
+            if array.size and (array.dtype.kind not in "iu" or array.min() < 0):
+                bad = next(t for t in array.tolist() if isinstance(t, bool) or not isinstance(t, int) or t < 0)
+                check_turn(bad, name)  # raises, naming the argument
         buckets = np.searchsorted(np.asarray(self.settings.turn_edges, dtype=np.int64), turn_array, side="right")
+        s = self.settings
         groups: Dict[StratumKey, List[int]] = {}
-        if not self.settings.per_question:
-            for bucket in np.unique(buckets).tolist():
-                groups[bucket] = np.flatnonzero(buckets == bucket).tolist()
-        else:
-            for i, (q, bucket) in enumerate(zip(qs, buckets.tolist())):
-                groups.setdefault((q, bucket), []).append(i)
-            groups = {(_question_id(q), b): r for (q, b), r in groups.items()}
+        for i, (bucket, attempt) in enumerate(zip(buckets.tolist(), attempt_array.tolist())):
+            question = question_id(qs[i]) if s.per_question else None
+            groups.setdefault(make_key(bucket, question, attempt, s.per_question, s.by_attempt), []).append(i)
         with self._lock:
             for key, r in groups.items():  # check every stratum before filling any
                 self._check_room(key, len(r))
             for key, r in groups.items():
                 self._room(key, len(r)).extend(torch.from_numpy(values[r]))
+            pools: Dict[Hashable, List[int]] = {}
+            for key, r in groups.items():
+                pools.setdefault(pool_key(key, s.per_question), []).extend(r)
+            for pkey, r in pools.items():  # in arrival order: a windowed pool keeps the latest
+                self._pool_of(pkey).extend(torch.from_numpy(values[sorted(r)][-POOL_WINDOW:]))
 
     def _check_room(self, key: StratumKey, extra: int) -> None:
         held = len(self._buffers[key]) if key in self._buffers else 0
@@ -242,6 +233,15 @@ class Calibrator:
             buffer = self._buffers[key] = grown
         return buffer
 
+    def _pool(self, key: StratumKey) -> QuantileBuffer:
+        return self._pool_of(pool_key(key, self.settings.per_question))
+
+    def _pool_of(self, pkey: Hashable) -> QuantileBuffer:
+        pool = self._pools.get(pkey)
+        if pool is None:
+            pool = self._pools[pkey] = QuantileBuffer(capacity=POOL_WINDOW, window=POOL_WINDOW)
+        return pool
+
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: Union[str, os.PathLike], metadata: Mapping[str, Any]) -> None:
         """Writes settings, `metadata` and every stratum's scores as JSON (see persistence.py).
@@ -249,9 +249,10 @@ class Calibrator:
         metadata describes what the scores mean (models, sampling parameters, step settings, score
         kind); `load(path, expect=...)` refuses a file whose metadata differs from the run's.
         """
-        strata = [{"question": key[0], "bucket": key[1], "scores": self.scores(key)} if isinstance(key, tuple)
-                  else {"bucket": key, "scores": self.scores(key)} for key in self.strata()]
+        strata = [dict(record_of(key, self.settings.per_question), scores=self.scores(key)) for key in self.strata()]
         settings = dict(asdict(self.settings), turn_edges=list(self.settings.turn_edges))
+        if not self.settings.by_attempt:
+            settings.pop("by_attempt")  # files without it read as before, by older code too
         write_document(path, settings, metadata, strata)
 
     @classmethod
@@ -266,11 +267,13 @@ class Calibrator:
         settings, metadata, strata = read_document(path, expect)
         calibrator = cls(**settings)
         calibrator.metadata = metadata
+        s = calibrator.settings
         try:
             for record in strata:
-                key = ((_question_id(record["question"]), record["bucket"]) if calibrator.settings.per_question
-                       else record["bucket"])
+                question = question_id(record["question"]) if s.per_question else None
+                key = make_key(record["bucket"], question, record.get("attempt", 0), s.per_question, s.by_attempt)
                 calibrator._room(key, len(record["scores"])).extend(record["scores"])
+                calibrator._pool(key).extend(record["scores"][-POOL_WINDOW:])
         except (KeyError, TypeError) as err:
             raise ValueError(f"calibration file {path}: malformed stratum ({err!r})") from None
         return calibrator
@@ -278,3 +281,16 @@ class Calibrator:
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k!r}: {len(b)}" for k, b in self._buffers.items())
         return f"Calibrator({self.settings}, sizes={{{sizes}}})"
+
+
+def _floats(scores: Any) -> np.ndarray:
+    if isinstance(scores, torch.Tensor):
+        return scores.detach().to("cpu", torch.float64).numpy().reshape(-1)
+    if isinstance(scores, np.ndarray):
+        return scores.astype(np.float64).reshape(-1)
+    return np.asarray(list(scores), dtype=np.float64).reshape(-1)
+
+
+def _ints(values: Any) -> np.ndarray:
+    return np.asarray(values.cpu() if isinstance(values, torch.Tensor) else
+                      values if isinstance(values, np.ndarray) else list(values)).reshape(-1)

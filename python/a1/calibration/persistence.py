@@ -11,8 +11,9 @@ Layout (version 1):
      "metadata": {...},
      "strata": [{"bucket": 0, "scores": [...]}, {"question": "q7", "bucket": 2, "scores": [...]}]}
 Strata are records rather than object keys so that their keys round-trip exactly (a question
-id "7" stays a str, a bucket stays an int). Scores keep arrival order, so a windowed stratum
-resumes with the same window. +-inf scores are written as the JSON extension Infinity.
+id "7" stays a str, a bucket stays an int); a redraft's stratum (settings.by_attempt) adds
+"attempt": a >= 1, and a file without by_attempt reads as before. Scores keep arrival order, so a
+windowed stratum resumes with the same window. +-inf scores are written as the JSON extension Infinity.
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ class CalibratorSettings:
     seed: int = 0
     rule: str = "conformal"
     capacity: int = 1 << 16
+    by_attempt: bool = False  # redrafts of the three-way rule in strata of their own (strata.py)
 
     def __post_init__(self) -> None:
         edges = tuple(self.turn_edges)
@@ -53,7 +55,7 @@ class CalibratorSettings:
         if any(b <= a for a, b in zip(edges, edges[1:])):
             raise ValueError(f"turn_edges must be strictly increasing, got {self.turn_edges!r}")
         object.__setattr__(self, "turn_edges", tuple(int(e) for e in edges))
-        for name in ("per_question", "smoothed"):
+        for name in ("per_question", "smoothed", "by_attempt"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.rule not in RULES:
@@ -156,6 +158,9 @@ def _stratum_problem(stratum: Any, settings: CalibratorSettings) -> Optional[str
         question = stratum.get("question")
         if not isinstance(question, str) and not _is_int(question):
             return f"question must be a str or int id (the file is per-question), got {question!r}"
+    attempt = stratum.get("attempt", 0)
+    if attempt and (not _is_int(attempt) or attempt < 1 or not settings.by_attempt):
+        return f"attempt must be an int >= 1 in a file with by_attempt, got {attempt!r}"
     scores = stratum.get("scores")
     if not isinstance(scores, list):
         return f"scores must be a list, got {type(scores).__name__}"

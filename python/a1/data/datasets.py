@@ -1,4 +1,5 @@
-"""Math benchmark problems from the JSONL files shipped in a1/data/files (see files/SOURCES.md).
+"""Math benchmark problems from the JSONL files shipped in a1/data/files (see files/SOURCES.md), and
+`arith`, generated arithmetic word problems (a1.data.arith).
 
 Everything is offline: the six published evaluation sets are package data, and a user's own set is
 read with `load_jsonl`. A deterministic calibration split is held out of each set so that the
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-DATASETS: tuple[str, ...] = ("math500", "aime24", "aime25", "amc23", "gsm8k", "olympiadbench")
+# arith: short word problems made by a seeded generator (a1.data.arith), a task SmolLM2-135M can solve
+DATASETS: tuple[str, ...] = ("math500", "aime24", "aime25", "amc23", "gsm8k", "olympiadbench", "arith")
 SPLITS: tuple[str, ...] = ("calibration", "test", "all")
 # Share of each dataset held out for calibration. A problem belongs to it when the first 8 bytes of
 # sha256(id) (UTF-8), read as a big-endian integer, fall below CALIBRATION_FRACTION * 2**64: stable

@@ -34,6 +34,7 @@ FAMILIES: tuple[str, ...] = tuple(TEMPLATES)
 DEFAULT_FAMILY = "math"
 _FAMILY_OF: dict[str, str] = {
     "gsm8k": "gsm8k",
+    "arith": "gsm8k",  # one-step word problems with numeric answers: the grade-school template
     "math500": "math",
     "aime24": "math",
     "aime25": "math",
@@ -43,7 +44,7 @@ _FAMILY_OF: dict[str, str] = {
 
 
 def family_of(dataset_name: str) -> str:
-    """Prompt family of a dataset: "gsm8k" for GSM8K, otherwise "math".
+    """Prompt family of a dataset: "gsm8k" for GSM8K and arith, otherwise "math".
 
     Names outside the bundled datasets (a user's own JSONL file) get DEFAULT_FAMILY, the
     competition-math prompt, which also suits word problems with numeric answers.

@@ -1,9 +1,11 @@
 """Incremental detokenization and stop-string matching for a generating sequence."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from .sequence import GenerateTask, Sequence
+if TYPE_CHECKING:
+    from .sequence import Sequence
+    from .tasks import GenerateTask
 
 # Tokens of context decoded before the new ones, so that tokenizers that merge spaces or bytes
 # across tokens produce the same text as a full decode.

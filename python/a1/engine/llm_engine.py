@@ -1,5 +1,6 @@
-"""The synchronous engine: sequences by id, generate and score tasks, fork/truncate/free, and
-step() that runs one batched forward and returns what finished."""
+"""The synchronous engine: the sequences (sequence_store.py: add, fork, truncate, free, abort), the
+tasks submitted on them (generate, score, and speculative decoding's draft and verify: tasks.py),
+and step(), which schedules a batch, runs one forward (model_runner.py) and returns what finished."""
 from __future__ import annotations
 
 import math
@@ -10,21 +11,17 @@ from typing import Optional, Union
 from . import validation
 from .block_manager import BlockManager
 from .config import EngineConfig, check_pool_fits, num_blocks_for_budget
-from .detokenizer import check_stop_strings, decode_new_text, start_detokenizer
+from .detokenizer import start_detokenizer
 from .metrics import EngineMetrics, RequestMetrics
 from .model_runner import ModelRunner
-from .outputs import CompletionOutput, RequestFailed, RequestOutput, ScoreResult
+from .outputs import RequestFailed, RequestOutput, ScoreResult
 from .sampling_params import SamplingParams
 from .scheduler import Scheduler
-from .sequence import DraftTask, GenerateTask, ScoreTask, Sequence, SequenceStatus, VerifyTask
+from .sequence import Sequence
+from .sequence_store import SequenceStore
+from .tasks import DraftTask, GenerateTask, ScoreTask, VerifyTask, as_int64
 
 Output = Union[RequestOutput, ScoreResult]
-
-
-def _int64(seed: int) -> int:
-    """Any int as the signed 64-bit value with the same low 64 bits (the kernels read uint64)."""
-    seed &= (1 << 64) - 1
-    return seed - (1 << 64) if seed >= 1 << 63 else seed
 
 
 def _is_dynamic_rope(model_config) -> bool:
@@ -34,7 +31,7 @@ def _is_dynamic_rope(model_config) -> bool:
     return rope_type == "dynamic"
 
 
-class LLMEngine:
+class LLMEngine(SequenceStore):
     """Fault isolation: requests are validated against the model when submitted (token and stop
     ids in the vocabulary, lengths, finite scoring temperatures; a top_k >= the vocabulary keeps
     every token, like 0). If a step still fails (the forward raises, or a row's logits or scores are
@@ -68,125 +65,9 @@ class LLMEngine:
         self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_batched_tokens, config.max_num_seqs, self.metrics)
         self.runner = ModelRunner(model, num_blocks, config.block_size, self.eos_token_ids, config.score_chunk)
-        self.seqs: dict[int, Sequence] = {}
-        self._next_id = 0
+        SequenceStore.__init__(self)
         self._seed_rng = random.Random(config.seed)
         self._ready: list[Output] = []  # finished while score() was driving the steps
-
-    # ------------------------------------------------------------------ sequences
-    def _idle(self, seq_id: int) -> Sequence:
-        seq = self.seqs.get(seq_id)
-        if seq is None:
-            raise KeyError(f"seq_id {seq_id} is not a live sequence")
-        if seq.status is not SequenceStatus.IDLE:
-            raise RuntimeError(f"seq_id {seq_id} is busy with a {type(seq.task).__name__}")
-        return seq
-
-    # validation (validation.py) against this model's vocabulary and max_model_len
-    def check_sequence(self, token_ids: list[int], name: str = "token_ids") -> list[int]:
-        """token_ids as add_sequence() takes them, or ValueError (nothing is changed)."""
-        return validation.check_sequence(token_ids, self.vocab_size, self.max_model_len, name)
-
-    def check_params(self, params: SamplingParams, name: str = "params") -> None:
-        """TypeError / ValueError unless params suit this model (stop ids in the vocabulary, and
-        some token left to sample before min_tokens)."""
-        validation.check_params(params, self.vocab_size, name, self.eos_token_ids)
-
-    def check_request(self, prompt_token_ids: list[int], params: Optional[SamplingParams] = None, name: str = "prompt") -> list[int]:
-        """Validate a one-shot add_request(prompt_token_ids, params) without submitting it (a
-        front checks a whole batch before submitting any of it); returns the token ids."""
-        token_ids = self.check_sequence(prompt_token_ids, name)
-        self.check_params(SamplingParams() if params is None else params)
-        return token_ids
-
-    def check_score(self, num_history: int, token_ids: list[int], temperature: float, name: str = "token_ids") -> list[int]:
-        """Validate scoring token_ids after num_history tokens at temperature; returns the ids."""
-        return validation.check_score(num_history, token_ids, temperature, self.vocab_size, self.max_model_len, name)
-
-    def add_sequence(self, token_ids: list[int]) -> int:
-        """A new idle sequence holding token_ids (nothing is computed until a task runs on it)."""
-        token_ids = self.check_sequence(token_ids)
-        seq = Sequence(self._next_id, token_ids)
-        self._next_id += 1
-        self.seqs[seq.seq_id] = seq
-        return seq.seq_id
-
-    def token_ids(self, seq_id: int) -> list[int]:
-        return list(self.seqs[seq_id].token_ids)
-
-    def append(self, seq_id: int, token_ids: list[int], commit: bool = True) -> None:
-        """Append tokens to an idle sequence; they are computed by its next task."""
-        seq = self._idle(seq_id)
-        token_ids = validation.check_tokens(token_ids, self.vocab_size, "token_ids")
-        if len(seq) + len(token_ids) >= self.max_model_len:
-            raise ValueError(f"appending {len(token_ids)} tokens to {len(seq)} exceeds max_model_len {self.max_model_len}")
-        seq.append_tokens(token_ids, commit)
-
-    def commit(self, seq_id: int) -> None:
-        """Mark all of the sequence's tokens as verified: they may enter the prefix cache."""
-        seq = self._idle(seq_id)
-        seq.num_committed = len(seq)
-        self.block_manager.cache_blocks(seq)
-
-    def fork(self, seq_id: int) -> int:
-        """A new idle sequence sharing seq_id's history and KV blocks (copy-on-write)."""
-        seq = self._idle(seq_id)
-        child = self.block_manager.fork(seq, self._next_id)
-        self._next_id += 1
-        self.seqs[child.seq_id] = child
-        self.scheduler.update_idle(child)
-        self.scheduler.update_idle(seq)
-        return child.seq_id
-
-    def truncate(self, seq_id: int, num_tokens: int) -> None:
-        """Roll an idle sequence back to its first num_tokens tokens."""
-        seq = self._idle(seq_id)
-        self.block_manager.truncate(seq, num_tokens)
-        self.scheduler.update_idle(seq)
-
-    def free(self, seq_id: int) -> None:
-        self.scheduler.remove(self._idle(seq_id))
-        del self.seqs[seq_id]
-
-    def abort(self, seq_id: int) -> None:
-        """Drop a sequence whatever it is doing (its pending task produces no output)."""
-        seq = self.seqs.pop(seq_id, None)
-        if seq is None:
-            raise KeyError(f"seq_id {seq_id} is not a live sequence")
-        self.scheduler.abort(seq)
-        # an output already made for it (an empty score) must not surface later
-        self._drop_ready_score(seq_id)
-
-    def cancel(self, seq_id: int, num_tokens: Optional[int] = None) -> None:
-        """Undo a request whose caller gave up, whatever its state (queued, running, finished). With
-        num_tokens None the request made the sequence: it is aborted. Otherwise the sequence is the
-        caller's: it stays live and idle, its task dropped (no output) and its history rolled back to
-        its first num_tokens tokens. A sequence no longer live (a finished one-shot request, a failed
-        one) is left alone."""
-        seq = self.seqs.get(seq_id)
-        if seq is None:
-            return
-        if num_tokens is None:
-            self.abort(seq_id)
-            return
-        if seq.task is not None:
-            self.scheduler.drop_task(seq)
-        self._drop_ready_score(seq_id)
-        # even at its full length: blocks taken ahead for tokens not computed yet go back, and the
-        # prefix blocks it was computing are no longer in flight (others would wait for them)
-        self.truncate(seq_id, min(num_tokens, len(seq)))
-
-    def _drop_ready_score(self, seq_id: int) -> None:
-        """Forget a score made for seq_id but not yet returned (in place: score() extends the list)."""
-        self._ready[:] = [out for out in self._ready if getattr(out, "seq_id", None) != seq_id]
-
-    def is_live(self, seq_id: int) -> bool:
-        """Whether seq_id names a sequence of this engine (not yet freed, aborted or released)."""
-        return seq_id in self.seqs
-
-    def num_tokens(self, seq_id: int) -> int:
-        """Length of the sequence's history (no copy, unlike token_ids())."""
-        return len(self.seqs[seq_id])
 
     # ------------------------------------------------------------------ tasks
     def add_request(
@@ -218,7 +99,7 @@ class LLMEngine:
             raise ValueError(f"sequence {seq.seq_id} already holds max_model_len={self.max_model_len} tokens")
         seed = params.seed if params.seed is not None else self._seed_rng.getrandbits(63)
         metrics = RequestMetrics(num_prompt_tokens=len(seq))
-        seq.task = GenerateTask(params, _int64(seed), len(seq), release, commit, metrics)
+        seq.task = GenerateTask(params, as_int64(seed), len(seq), release, commit, metrics)
         start_detokenizer(seq.task)
         self.scheduler.add(seq)
         return seq.seq_id
@@ -285,8 +166,13 @@ class LLMEngine:
     def append_generated(self, seq: Sequence, token: int, logprob: Optional[float]) -> bool:
         """Append one token to a sequence with a GenerateTask (speculative decoding's record of a
         request, not one of this engine's) under plain generation's stop rules; True once it stops."""
-        self._append_sampled(seq, token, logprob)
+        seq.task.take_token(self, seq, token, logprob)
         return seq.task.finish_reason is not None
+
+    @property
+    def max_num_seqs(self) -> int:
+        """Most sequences one step runs."""
+        return self.scheduler.max_num_seqs
 
     def has_unfinished(self) -> bool:
         return bool(self._ready) or self.scheduler.has_work()
@@ -303,10 +189,7 @@ class LLMEngine:
             return []
         t0 = time.perf_counter()
         for seq in batch.seqs:
-            task = seq.task
-            if isinstance(task, GenerateTask) and task.metrics.first_scheduled_time is None:
-                task.metrics.first_scheduled_time = t0
-                task.metrics.num_cached_tokens = seq.num_computed_tokens  # prompt tokens not recomputed
+            seq.task.on_scheduled(seq, t0)
         try:
             out = self.runner.run(batch)
         except Exception as err:  # the whole step failed: its requests fail, the engine goes on
@@ -318,22 +201,18 @@ class LLMEngine:
         failed: dict[int, BaseException] = {seq.seq_id: err for seq, err in out.failed}
         for seq, n in zip(batch.seqs, batch.num_tokens):
             seq.num_computed_tokens += n
-        finished: list[Output] = []
-        logprobs = out.sampled_logprobs
+        logprobs, probs = out.sampled_logprobs, out.sampled_probs
         for i, (seq, token) in enumerate(zip(out.sampled_seqs, out.sampled_ids)):
             try:
-                if isinstance(seq.task, DraftTask):
-                    seq.task.add(seq, token, out.sampled_probs[i] if out.sampled_probs is not None else None)
-                    continue
-                self._append_sampled(seq, token, logprobs[i] if logprobs is not None else None)
+                seq.task.take_token(self, seq, token, logprobs[i] if logprobs is not None else None,
+                                    probs[i] if probs is not None else None)
             except Exception as err:  # e.g. the tokenizer failing on a stop-string check
                 failed.setdefault(seq.seq_id, err)
         for seq, result in out.verified:
             seq.task.result = result
         for seq, token_logprobs, nll in out.scores:
-            seq.task.token_logprobs.extend(token_logprobs)
-            seq.task.nll_sum += nll * len(token_logprobs)
-        now = time.perf_counter()
+            seq.task.take_scores(token_logprobs, nll)
+        finished: list[Output] = []
         for seq in batch.seqs:
             task = seq.task
             if seq.seq_id in failed:
@@ -341,14 +220,9 @@ class LLMEngine:
                 continue
             try:
                 self.block_manager.cache_blocks(seq)
-                if isinstance(task, GenerateTask) and task.finish_reason is not None:
-                    task.metrics.finished_time = now
-                    finished.append(self._finish_generation(seq))
-                elif isinstance(task, ScoreTask) and seq.num_computed_tokens == seq.feed_end:
-                    finished.append(self._finish_score(seq))
-                elif isinstance(task, (DraftTask, VerifyTask)) and task.done(seq):
+                if task.is_finished(seq):
                     self.scheduler.finish(seq)
-                    finished.append(task)  # speculative.py reads the proposals / the verdict off the task
+                    finished.append(task.finish(self, seq))  # its output (tasks.py), the sequence freed if one-shot
             except Exception as err:
                 seq.task = seq.task or task
                 finished.append(self._fail(seq, err))
@@ -362,70 +236,7 @@ class LLMEngine:
     def _fail(self, seq: Sequence, err: BaseException) -> Output:
         """The failure output of seq's task (same kind and id as its success would have); the
         sequence is aborted: its task dropped, its blocks freed, its id no longer live."""
-        task = seq.task
-        if isinstance(task, GenerateTask):
-            task.metrics.finished_time = time.perf_counter()
-            prompt_ids = seq.token_ids[: task.start] if task.release else None
-            completion = CompletionOutput(0, "", [], [] if task.params.logprobs else None, "error", None)
-            out: Output = RequestOutput(seq.seq_id, None, prompt_ids, [completion], True, task.metrics, task.start, err)
-        elif isinstance(task, ScoreTask):
-            out = ScoreResult(seq.seq_id, [], math.nan, err)
-        else:  # DraftTask / VerifyTask: speculative.py finds the error on the task
-            task.error = err
-            out = task
+        out = seq.task.failure(seq, err)
         if self.seqs.get(seq.seq_id) is seq:
             self.abort(seq.seq_id)
         return out
-
-    def _append_sampled(self, seq: Sequence, token: int, logprob: Optional[float]) -> None:
-        task: GenerateTask = seq.task
-        params = task.params
-        if task.num_sampled == 0:
-            task.metrics.first_token_time = time.perf_counter()
-        seq.append_tokens([token], task.commit)
-        task.num_sampled += 1
-        if params.logprobs:
-            task.logprobs.append(logprob)
-        num_generated = len(seq) - task.start
-        can_stop = num_generated >= params.min_tokens
-        if params.stop:
-            new_text = decode_new_text(self.tokenizer, seq)
-            if not can_stop:  # stop strings count only from min_tokens on
-                task.text += new_text
-            elif (stop := check_stop_strings(task, new_text)) is not None:
-                task.finish_reason, task.stop_reason = "stop", stop
-                return
-        if can_stop and token in params.stop_token_ids:
-            task.finish_reason, task.stop_reason = "stop", token
-        elif can_stop and not params.ignore_eos and token in self.eos_token_ids:
-            task.finish_reason, task.stop_reason = "stop", token
-        elif num_generated >= params.max_tokens or len(seq) >= self.max_model_len:
-            task.finish_reason = "length"
-
-    def _finish_generation(self, seq: Sequence) -> RequestOutput:
-        task: GenerateTask = seq.task
-        output_ids = seq.token_ids[task.start :]
-        if not (params := task.params).stop or not isinstance(task.stop_reason, str):
-            task.text = self.tokenizer.decode(output_ids, skip_special_tokens=params.skip_special_tokens)
-        task.metrics.num_generated_tokens = len(output_ids)
-        completion = CompletionOutput(
-            0, task.text, output_ids, list(task.logprobs) if params.logprobs else None, task.finish_reason, task.stop_reason
-        )
-        # A kept sequence's history is not copied into every output (a policy stepping a long trace
-        # would pay O(L^2)): num_prompt_tokens gives its length, engine.token_ids() the tokens.
-        prompt_ids = seq.token_ids[: task.start] if task.release else None
-        output = RequestOutput(seq.seq_id, None, prompt_ids, [completion], True, task.metrics, task.start)
-        self.scheduler.finish(seq)
-        if task.release:
-            self.free(seq.seq_id)
-        return output
-
-    def _finish_score(self, seq: Sequence) -> ScoreResult:
-        task: ScoreTask = seq.task
-        result = ScoreResult(seq.seq_id, list(task.token_logprobs), task.nll_sum / task.num_tokens)
-        self.scheduler.finish(seq)
-        if not task.keep:
-            self.truncate(seq.seq_id, task.start)
-        elif task.commit:
-            self.commit(seq.seq_id)
-        return result

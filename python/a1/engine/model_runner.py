@@ -1,6 +1,7 @@
 """Runs one step: per-layer paged KV caches, the step's metadata tensors, ONE model forward, then
-`sample` on the rows that need a next token (with the q rows of draft proposals that ask),
-`linear_step_score` on the rows being scored and `speculative_verify` on completed verify rows."""
+`sample` on the rows that need a next token (with the q rows of draft proposals that ask,
+`sampling_probs`), `linear_step_score` on the rows being scored and `speculative_verify` on
+completed verify rows. Which rows a sequence needs is its task's to say (tasks.py: plan_rows)."""
 from __future__ import annotations
 
 import math
@@ -14,8 +15,9 @@ from a1.models.attention_metadata import AttentionMetadata
 from a1.models.huge_pages import huge_page_zeros
 
 from .scheduler import ScheduledBatch
-from .sampling_rows import banned_ids, each_alone_on_failure, effective_top_k, filtered_probs, non_finite_rows
-from .sequence import DraftTask, GenerateTask, ScoreTask, Sequence, VerifyTask
+from .sampling_rows import banned_ids, each_alone_on_failure, effective_top_k, non_finite_rows
+from .sequence import Sequence
+from .tasks import VerifyTask
 
 
 
@@ -30,6 +32,33 @@ class StepOutput:
     verified: list[tuple[Sequence, tuple]] = field(default_factory=list)  # (sequence, VerifyTask.result)
     # sequences whose rows came out non-finite (NaN logits, ...): left out of the fields above
     failed: list[tuple[Sequence, BaseException]] = field(default_factory=list)
+
+
+@dataclass
+class StepRows:
+    """The rows of a step's forward the tasks need (tasks.RowPlan): sampled rows, scored rows
+    grouped by temperature (one linear_step_score each), verified rows."""
+
+    sample_rows: list[int] = field(default_factory=list)
+    sample_seqs: list[Sequence] = field(default_factory=list)
+    score_groups: dict[float, tuple[list[int], list[int], list[int], list[Sequence]]] = field(default_factory=dict)
+    verify_rows: list[int] = field(default_factory=list)
+    verify_parts: list[tuple[Sequence, int]] = field(default_factory=list)
+
+    def sample(self, row: int, seq: Sequence) -> None:
+        self.sample_rows.append(row)
+        self.sample_seqs.append(seq)
+
+    def score(self, temperature: float, rows: range, targets: list[int], seq: Sequence) -> None:
+        group_rows, group_targets, cu, seqs = self.score_groups.setdefault(temperature, ([], [], [0], []))
+        group_rows.extend(rows)
+        group_targets.extend(targets)
+        cu.append(len(group_rows))
+        seqs.append(seq)
+
+    def verify(self, rows: range, seq: Sequence) -> None:
+        self.verify_rows.extend(rows)
+        self.verify_parts.append((seq, len(rows)))
 
 
 class ModelRunner:
@@ -67,11 +96,7 @@ class ModelRunner:
         tables: list[list[int]] = []
         seq_lens: list[int] = []
         query_start = [0]
-        sample_rows: list[int] = []
-        sample_seqs: list[Sequence] = []
-        score_groups: dict[float, tuple[list[int], list[int], list[int], list[Sequence]]] = {}
-        verify_rows: list[int] = []
-        verify_parts: list[tuple[Sequence, int]] = []
+        plan = StepRows()
         for seq, n in zip(batch.seqs, batch.num_tokens):
             start, end, row0 = seq.num_computed_tokens, seq.num_computed_tokens + n, len(input_ids)
             table = seq.block_table
@@ -81,24 +106,7 @@ class ModelRunner:
             tables.append(table)
             seq_lens.append(end)
             query_start.append(row0 + n)
-            task = seq.task
-            if isinstance(task, (GenerateTask, DraftTask)):
-                if end == len(seq.token_ids):
-                    sample_rows.append(row0 + n - 1)
-                    sample_seqs.append(seq)
-            elif isinstance(task, ScoreTask):
-                first = max(start, task.start - 1)  # rows at positions p predict token p + 1
-                if first < end:
-                    rows, targets, cu, seqs = score_groups.setdefault(task.temperature, ([], [], [0], []))
-                    rows.extend(range(row0 + first - start, row0 + n))
-                    targets.extend(seq.token_ids[first + 1 : end + 1])
-                    cu.append(len(rows))
-                    seqs.append(seq)
-            elif isinstance(task, VerifyTask):
-                first = max(start, task.history - 1)  # rows from the pending token's on are verified
-                if first < end:
-                    verify_rows.extend(range(row0 + first - start, row0 + n))
-                    verify_parts.append((seq, end - first))
+            seq.task.plan_rows(plan, seq, start, end, row0)  # the rows its task needs (tasks.py)
         width = max(len(t) for t in tables)
         meta = AttentionMetadata(
             slot_mapping=self._tensor(slots, torch.int64),
@@ -110,12 +118,12 @@ class ModelRunner:
             self._tensor(input_ids, torch.int64), self._tensor(positions, torch.int64), self.kv_caches, meta
         )
         out = StepOutput()
-        if sample_seqs:
-            self._sample(hidden, sample_rows, sample_seqs, out)
-        for temperature, group in score_groups.items():
+        if plan.sample_seqs:
+            self._sample(hidden, plan.sample_rows, plan.sample_seqs, out)
+        for temperature, group in plan.score_groups.items():
             self._score(hidden, temperature, *group, out)
-        if verify_parts:
-            self._collect_verify_rows(hidden, verify_rows, verify_parts, out)
+        if plan.verify_parts:
+            self._collect_verify_rows(hidden, plan.verify_rows, plan.verify_parts, out)
         return out
 
     def _score(self, hidden: torch.Tensor, temperature: float, rows: list[int], targets: list[int], cu: list[int],
@@ -160,7 +168,7 @@ class ModelRunner:
         temperature, top_k, top_p, seed, offset = [], [], [], [], []
         want_logprobs = False
         for i, seq in enumerate(seqs):
-            task: GenerateTask = seq.task
+            task = seq.task  # a GenerateTask or a DraftTask: both sample under the request's params
             p = task.params
             temperature.append(p.temperature)
             top_k.append(effective_top_k(p.top_k, vocab))
@@ -192,10 +200,10 @@ class ModelRunner:
         out.sampled_ids = [drawn[i][0] for i in ok]
         if want_logprobs:
             out.sampled_logprobs = [drawn[i][1] for i in ok]
-        want = [j for j, i in enumerate(ok) if isinstance(seqs[i].task, DraftTask) and seqs[i].task.want_probs]
+        want = [j for j, i in enumerate(ok) if seqs[i].task.want_probs]
         if want:  # the draft's q rows: exactly the distributions sample drew these rows from
             index = self._tensor([ok[j] for j in want], torch.int64)
-            probs = filtered_probs(logits[index], *(t[index] for t in params[:3]))
+            probs = ops.sampling_probs(logits[index], *(t[index] for t in params[:3]))
             out.sampled_probs = [None] * len(ok)
             for n, j in enumerate(want):
                 out.sampled_probs[j] = probs[n]

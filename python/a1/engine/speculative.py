@@ -26,13 +26,14 @@ from typing import Optional, Union
 import torch
 
 from .detokenizer import start_detokenizer
-from .llm_engine import LLMEngine, _int64
+from .llm_engine import LLMEngine
 from .metrics import RequestMetrics, SpeculativeMetrics
-from .outputs import CompletionOutput, RequestOutput
+from .outputs import RequestOutput
 from .pair import PairEngine
 from .sampling_params import SamplingParams
 from .validation import params_per_prompt
-from .sequence import DraftTask, GenerateTask, Sequence, VerifyTask
+from .sequence import Sequence
+from .tasks import DraftTask, GenerateTask, VerifyTask, as_int64
 
 
 @dataclass
@@ -76,7 +77,8 @@ class SpeculativeDecoder:
         request whose draft or verify step fails ends alone, as plain generation's do: its output
         has finish_reason 'error' and the exception in `error`; the others go on."""
         params = params_per_prompt(params, len(prompts), "params")
-        prompts = [self._check_prompt(i, p) for i, p in enumerate(prompts)]
+        # the engine's own checks (the pair's engines share max_model_len and the vocabulary)
+        prompts = [self.pair.target.check_sequence(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
         for i, p in enumerate(params):
             self.pair.target.check_params(p, f"params[{i}]")
         waiting = deque(range(len(prompts)))
@@ -89,7 +91,7 @@ class SpeculativeDecoder:
             bar = tqdm(total=len(prompts), desc="generate (speculative)")
         try:
             while waiting or active:
-                while waiting and len(active) < self.pair.target.scheduler.max_num_seqs:
+                while waiting and len(active) < self.pair.target.max_num_seqs:
                     i = waiting.popleft()
                     active.append(self._start(i, prompts[i], params[i]))
                 self._round(active)
@@ -113,15 +115,6 @@ class SpeculativeDecoder:
         return probs
 
     # ------------------------------------------------------------------ one request
-    def _check_prompt(self, i: int, prompt: list[int]) -> list[int]:
-        prompt, vocab, limit = list(prompt), self.pair.target.vocab_size, self.pair.max_model_len
-        if not 1 <= len(prompt) < limit:
-            raise ValueError(f"prompts[{i}] must hold 1 to {limit - 1} tokens, got {len(prompt)}")
-        for t in prompt:
-            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab:
-                raise ValueError(f"prompts[{i}] must hold ints in [0, {vocab}), got {t!r}")
-        return prompt
-
     def _start(self, index: int, prompt: list[int], params: SamplingParams) -> _Request:
         target_id = self.pair.target.add_sequence(prompt)
         return self.open(target_id, self.pair.draft.add_sequence(prompt), prompt, params, index=index)
@@ -133,35 +126,23 @@ class SpeculativeDecoder:
         under params; drive it with propose / take_proposal / verify / accept (what one round of
         generate() does for all its requests) until request.task.finish_reason is set."""
         seed = params.seed if params.seed is not None else self._seed_rng.getrandbits(63)
-        record = Sequence(-1, history)
+        record = Sequence(target_id, history)  # the request's verified history, named as its output is
         metrics = RequestMetrics(num_prompt_tokens=len(history))
-        record.task = GenerateTask(params, _int64(seed), len(history), True, True, metrics)
+        record.task = GenerateTask(params, as_int64(seed), len(history), True, True, metrics)
         start_detokenizer(record.task)
         return _Request(index, record, target_id, draft_id)
 
     def _finish(self, r: _Request) -> RequestOutput:
-        """The RequestOutput plain generation would give (LLMEngine._finish_generation, or its
-        failure output); frees both sequences."""
-        task, params = r.task, r.task.params
-        if r.error is not None:  # the failed task's sequence is aborted already; the other goes too
-            for engine, seq_id in ((self.pair.target, r.target_id), (self.pair.draft, r.draft_id)):
-                if engine.is_live(seq_id):
-                    engine.abort(seq_id)
-            task.metrics.finished_time = time.perf_counter()
-            completion = CompletionOutput(0, "", [], [] if params.logprobs else None, "error", None)
-            prompt_ids = r.record.token_ids[: task.start]
-            return RequestOutput(r.target_id, None, prompt_ids, [completion], True, task.metrics, task.start, r.error)
-        self.pair.target.free(r.target_id)
-        self.pair.draft.free(r.draft_id)
-        output_ids = r.record.token_ids[task.start :]
-        if not params.stop or not isinstance(task.stop_reason, str):
-            task.text = self.pair.target.tokenizer.decode(output_ids, skip_special_tokens=params.skip_special_tokens)
-        task.metrics.num_generated_tokens = len(output_ids)
-        task.metrics.finished_time = time.perf_counter()
-        logprobs = list(task.logprobs) if params.logprobs else None
-        completion = CompletionOutput(0, task.text, output_ids, logprobs, task.finish_reason, task.stop_reason)
-        prompt_ids = r.record.token_ids[: task.start]
-        return RequestOutput(r.target_id, None, prompt_ids, [completion], True, task.metrics, task.start)
+        """The RequestOutput plain generation would give (the GenerateTask's own output, or its
+        failure output); both sequences go."""
+        for engine, seq_id in ((self.pair.target, r.target_id), (self.pair.draft, r.draft_id)):
+            if r.error is not None and engine.is_live(seq_id):  # the failed task's sequence is gone already
+                engine.abort(seq_id)
+            elif r.error is None:
+                engine.free(seq_id)
+        if r.error is not None:
+            return r.task.failure(r.record, r.error)
+        return r.task.output(self.pair.target.tokenizer, r.record)
 
     # ------------------------------------------------------------------ one round
     def _round(self, active: list[_Request]) -> None:
@@ -204,7 +185,7 @@ class SpeculativeDecoder:
         return True
 
     def take_proposal(self, r: _Request, proposal: DraftTask) -> None:
-        r.drafts = self.pair.draft.seqs[r.draft_id].token_ids[len(r.record) :]
+        r.drafts = self.pair.draft.token_ids(r.draft_id)[len(r.record) :]
         if proposal.want_probs:
             r.probs = self.verify_probs(torch.stack(proposal.probs))
 

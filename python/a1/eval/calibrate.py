@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from a1.eval.metrics import is_tested_step
-from a1.eval.settings import EvalSettings, build_llm, load_problems
+from a1.eval.settings import CALIBRATION_KINDS, EvalSettings, build_llm, load_problems
 from a1.eval.startup import check_out_file, check_run
 
 CALIBRATION_ALPHA = 1e-9  # below any p-value 1/(n+1): every drafted step is accepted
@@ -55,7 +55,7 @@ def run_calibration(
     # every drafted step is accepted, so every step's score joins the calibrator
     cfg = settings.policy.replace(mode="async", alpha=CALIBRATION_ALPHA, alpha_resample=None)
     llm = build_llm(settings) if llm is None else llm
-    calibrator = Calibrator(cfg.turn_edges, seed=cfg.seed)
+    calibrator = Calibrator(cfg.turn_edges, seed=cfg.seed, by_attempt=cfg.attempt_strata)
     run = check_run(settings, llm, problems, policy=cfg, calibration=calibrator)
     start = time.perf_counter()
     results = generate(
@@ -84,10 +84,35 @@ def seeded_calibrator(settings: EvalSettings, records: list[dict]):
         return settings.calibration
     per_question = settings.calibration == "per-question"
     calibrator = Calibrator(cfg.turn_edges, per_question=per_question, smoothed=cfg.rule == "conformal",
-                            seed=cfg.seed, rule=cfg.rule)
+                            seed=cfg.seed, rule=cfg.rule, by_attempt=cfg.attempt_strata)
     for record in records:
         for step in record["steps"]:
             if is_tested_step(step):
                 question = record["question_id"] if per_question else None
-                calibrator.update(step["score"], turn=step["turn"], question=question)
+                calibrator.update(step["score"], turn=step["turn"], question=question, attempt=step["attempt"])
     return calibrator
+
+
+def seeded_levels(settings: EvalSettings, records: list[dict]):
+    """A resumed adaptive run's levels: each stratum's level is alpha + gamma (alpha n - k) after n
+    tests with k rejections (a1.calibration.adaptive), whatever their order, so replaying the
+    recorded decisions restores exactly the levels the run had reached. None for a fixed level."""
+    from a1.calibration import AdaptiveLevels, Calibrator
+    from a1.calibration.strata import level_key
+
+    cfg = settings.policy
+    if cfg.level != "adaptive" or not cfg.tested or cfg.mode == "sync":
+        return None
+    if settings.calibration in CALIBRATION_KINDS:  # only the strata's keys are needed
+        keys = Calibrator(cfg.turn_edges, per_question=settings.calibration == "per-question",
+                          by_attempt=cfg.attempt_strata)
+    else:
+        keys = Calibrator.load(settings.calibration)
+    levels = AdaptiveLevels(cfg.alpha, cfg.alpha_resample, cfg.level_gamma)
+    for record in records:
+        for step in record["steps"]:
+            if is_tested_step(step) and step.get("p_value") is not None:
+                question = record["question_id"] if keys.settings.per_question else None
+                key = keys.stratum(turn=step["turn"], question=question, attempt=step["attempt"])
+                levels.record(level_key(key, keys.settings.per_question), step["decision"])
+    return levels

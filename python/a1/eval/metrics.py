@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from a1.calibration import clopper_pearson
-from a1.eval.grading import answers_equivalent
+from a1.eval.rejection import rejection_section
+from a1.answers.vote import group_answers, winner
 
-__all__ = ["AnswerClass", "clopper_pearson", "group_answers", "majority_vote", "pass_at_k", "percentiles",
-           "summarize"]
+__all__ = ["clopper_pearson", "pass_at_k", "percentiles", "summarize"]
 
 
 def _count(value: object, name: str) -> int:
@@ -44,68 +43,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
-@dataclass
-class AnswerClass:
-    """Answers judged equivalent: `representative` is the first member met, `indices` the positions
-    of all members in the input, `weight` their summed weight."""
-
-    representative: str
-    indices: list[int] = field(default_factory=list)
-    weight: float = 0.0
-
-
-def group_answers(
-    answers: Sequence[Optional[str]],
-    weights: Optional[Sequence[float]] = None,
-    equivalent: Callable[[str, str], bool] = answers_equivalent,
-) -> list[AnswerClass]:
-    """Equivalence classes of the non-empty answers, in order of first appearance. Each answer
-    joins the first class whose representative it is equivalent to (equivalence need not be
-    transitive, so comparing with the representative keeps the result order-defined)."""
-    if weights is None:
-        weights = [1.0] * len(answers)
-    elif len(weights) != len(answers):
-        raise ValueError(f"weights has {len(weights)} entries for {len(answers)} answers")
-    classes: list[AnswerClass] = []
-    for i, (answer, weight) in enumerate(zip(answers, weights)):
-        bad = isinstance(weight, bool) or not isinstance(weight, (int, float))
-        if bad or not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"weights[{i}] must be a finite number >= 0, got {weight!r}")
-        if answer is not None and not isinstance(answer, str):
-            raise ValueError(f"answers[{i}] must be a str or None, got {type(answer).__name__}")
-        if answer is None or not answer.strip():
-            continue
-        for cls in classes:
-            if equivalent(cls.representative, answer):
-                break
-        else:
-            cls = AnswerClass(answer)
-            classes.append(cls)
-        cls.indices.append(i)
-        cls.weight += float(weight)
-    return classes
-
-
-def majority_vote(
-    answers: Sequence[Optional[str]],
-    weights: Optional[Sequence[float]] = None,
-    equivalent: Callable[[str, str], bool] = answers_equivalent,
-) -> Optional[str]:
-    """The representative of the answer class with the most members (or the largest weight sum).
-
-    None answers never win; ties go to the class that appeared first; None when no sample answered.
-    """
-    classes = group_answers(answers, weights, equivalent)
-    return classes[_winner(classes, weighted=True)].representative if classes else None
-
-
-def _winner(classes: list[AnswerClass], weighted: bool) -> int:
-    """Index of the class with the largest weight sum (or member count); the earliest on ties."""
-    if weighted:
-        return max(range(len(classes)), key=lambda j: (classes[j].weight, -j))
-    return max(range(len(classes)), key=lambda j: (len(classes[j].indices), -j))
-
-
 def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 90, 99)) -> dict[str, Optional[float]]:
     """Percentiles by linear interpolation between order statistics (numpy's default method),
     keyed "p50", "p90", ...; every value is None for an empty sequence."""
@@ -129,7 +66,6 @@ def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 90, 99)) -> 
 
 
 _DECISIONS = ("accept", "resample", "takeover", "forced")
-_REJECTED = ("resample", "takeover")
 _REQUIRED = ("question_id", "sample_index", "answer", "correct", "num_tokens", "draft_tokens",
              "target_tokens", "latency", "steps")
 
@@ -140,26 +76,8 @@ def is_tested_step(step: dict) -> bool:
     return step.get("by") == "draft" and step.get("decision") != "forced" and step.get("score") is not None
 
 
-def _interval(rejected: int, tested: int, warmup: int, confidence: float, alpha: Optional[float]) -> dict:
-    """Rejection count, rate and its Clopper-Pearson interval; with alpha, whether alpha lies in it.
-    `warmup` counts the tested steps decided while their stratum was too small to reject any."""
-    out: dict = {"tested": tested, "rejected": rejected, "warmup": warmup, "rate": None,
-                 "ci_low": None, "ci_high": None}
-    if tested:
-        low, high = clopper_pearson(rejected, tested, confidence)
-        out.update(rate=rejected / tested, ci_low=low, ci_high=high)
-    if alpha is not None:
-        out["alpha_in_ci"] = None if not tested else bool(out["ci_low"] <= alpha <= out["ci_high"])
-    return out
-
-
 def _rate(numerator: float, denominator: int) -> Optional[float]:
     return numerator / denominator if denominator else None
-
-
-def _stratum_order(name: str) -> tuple:
-    """Numeric strata ("0", "1", "10") in numeric order, named ones after them."""
-    return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)
 
 
 def _by_question(records: list[dict]) -> dict[str, list[dict]]:
@@ -205,12 +123,14 @@ def summarize(
       A tested step is a draft step the target judged: `by` "draft" (the target's own takeover
       step repeats the draft step's decision), a score, and a decision other than "forced".
       takeover_rate = tested steps decided "takeover" / tested_steps (None when none was tested).
-    - rejection: {"confidence", "alpha", "overall", "by_stratum"} over the tested steps that have
-      a p_value (sync mode's ranking has none): "resample" and "takeover" count as rejected,
-      "accept" as not. Each entry has tested, rejected, warmup (steps with in_warmup), rate and
-      the Clopper-Pearson interval (ci_low, ci_high) at `confidence`, plus alpha_in_ci when
-      `alpha` is given: the level a rejection is tested at (alpha_resample when resampling is on);
-      conformal validity bounds the rejection rate of ordinary steps by it.
+    - rejection: {"confidence", "alpha", "overall", "by_stratum", "by_attempt"} over the tested
+      steps that have a p_value (sync mode's ranking has none): "resample" and "takeover" count as
+      rejected, "accept" as not. Each entry has tested, rejected, warmup and warmup_share (steps
+      with in_warmup), rate, the Clopper-Pearson interval (ci_low, ci_high) at `confidence`, the
+      question-clustered intervals (questions, ci_cluster_low/high: cluster-robust;
+      ci_bootstrap_low/high: cluster bootstrap; None below 2 questions), level_mean (the mean
+      working level), plus alpha_in_ci and alpha_in_ci_cluster when `alpha` is given: the level a
+      rejection is tested at (alpha_resample when resampling is on). See a1.eval.rejection.
     - generated_tokens, draft_tokens, target_tokens: sums of num_tokens, draft_tokens, target_tokens.
     - wall_time, tokens_per_second: generated_tokens / wall_time when wall_time (seconds) is given.
     - latency: {"per_sample": percentiles of `latency`, "per_question": percentiles of the largest
@@ -236,28 +156,24 @@ def summarize(
         weights = [1.0 if r.get("vote_weight") is None else r["vote_weight"] for r in group]
         classes = group_answers([r["answer"] for r in group], weights)
         if classes:
-            maj += group[classes[_winner(classes, weighted=False)].indices[0]]["correct"]
-            weighted += group[classes[_winner(classes, weighted=True)].indices[0]]["correct"]
+            maj += group[classes[winner(classes, weighted=False)].indices[0]]["correct"]
+            weighted += group[classes[winner(classes, weighted=True)].indices[0]]["correct"]
 
     steps = [s for r in records for s in r["steps"]]
-    strata: dict[str, list[int]] = {}  # stratum -> [rejected, with p-value, in warm-up]
+    with_p: list[tuple[str, dict]] = []  # (question, tested step with a p-value)
     decided = forced = takeovers = 0
-    for s in steps:
-        decision = s.get("decision")
-        if decision not in _DECISIONS:
-            raise ValueError(f"step decision must be one of {_DECISIONS}, got {decision!r}")
-        forced += decision == "forced"
-        if not is_tested_step(s):
-            continue
-        decided += 1
-        takeovers += decision == "takeover"
-        if s.get("p_value") is not None:
-            counts = strata.setdefault(str(s.get("stratum")), [0, 0, 0])
-            counts[0] += decision in _REJECTED
-            counts[1] += 1
-            counts[2] += bool(s.get("in_warmup", False))
-    rejected, tested = sum(c[0] for c in strata.values()), sum(c[1] for c in strata.values())
-    warmup = sum(c[2] for c in strata.values())
+    for r in records:
+        for s in r["steps"]:
+            decision = s.get("decision")
+            if decision not in _DECISIONS:
+                raise ValueError(f"step decision must be one of {_DECISIONS}, got {decision!r}")
+            forced += decision == "forced"
+            if not is_tested_step(s):
+                continue
+            decided += 1
+            takeovers += decision == "takeover"
+            if s.get("p_value") is not None:
+                with_p.append((r["question_id"], s))
 
     generated = sum(r["num_tokens"] for r in records)
     per_question = [max(r["latency"] for r in g) for g in groups.values()]
@@ -277,12 +193,7 @@ def summarize(
         "forced_steps": forced,
         "takeovers": takeovers,
         "takeover_rate": _rate(takeovers, decided),
-        "rejection": {
-            "confidence": confidence,
-            "alpha": alpha,
-            "overall": _interval(rejected, tested, warmup, confidence, alpha),
-            "by_stratum": {k: _interval(*strata[k], confidence, alpha) for k in sorted(strata, key=_stratum_order)},
-        },
+        "rejection": rejection_section(with_p, confidence, alpha),
         "generated_tokens": generated,
         "draft_tokens": sum(r["draft_tokens"] for r in records),
         "target_tokens": sum(r["target_tokens"] for r in records),

@@ -17,7 +17,7 @@ from a1.eval.plots import write_plots
 from a1.eval.results import Run, load_run
 from a1.eval.roofline import ASSUMPTIONS, PHASES, Roofline, arithmetic_intensity, measure_roofline
 from a1.eval.startup import check_out_dir
-from a1.eval.tables import comparison_table, fmt_float, fmt_int, speedup_table
+from a1.eval.tables import comparison_table, fmt_float, fmt_int, speedup_table, strata_table
 
 __all__ = ["write_report", "comparison_table", "speedup_table", "roofline_table", "run_list"]
 
@@ -101,12 +101,21 @@ def write_report(
           "## Comparison", "",
           "mean acc: mean correctness of single samples; pass@N: a question has a correct sample; "
           "maj@N: the majority answer is correct. Rejection rate: resample + takeover decisions among "
-          "tested steps, with its 95% Clopper-Pearson interval.", "",
+          "tested steps, with its 95% Clopper-Pearson interval and the question-clustered (cluster-robust) "
+          "one, which allows for a question's steps being rejected together.", "",
           comparison_table(runs), "",
-          "## Speed-up over target_only", "",
-          "speed-up (wall) = target_only wall time / run wall time; target-token ratio = target_only "
-          "target tokens / run target tokens (tokens the target decoded; scoring prefill excluded).", "",
-          speedup_table(runs), "## Plots", ""]
+          "## Rejection per stratum", "",
+          "Per run: each stratum's tests, the share decided in warm-up (the stratum held too few scores of "
+          "its own: the warm-up rule decided), the rejection rate with three 95% intervals and the mean "
+          "working level (α with a fixed level; the adaptive level's mean otherwise). Clopper-Pearson treats "
+          "every test as independent; the question-clustered (cluster-robust) and cluster-bootstrap "
+          "intervals resample questions, whose steps are rejected together: trust those.", ""]
+    for run in runs:
+        md += [f"### {run.name}", "", strata_table(run), ""]
+    md += ["## Speed-up over target_only", "",
+           "speed-up (wall) = target_only wall time / run wall time; target-token ratio = target_only "
+           "target tokens / run target tokens (tokens the target decoded; scoring prefill excluded).", "",
+           speedup_table(runs), "## Plots", ""]
     for outcome in write_plots(runs, out):
         md.append(f"### {outcome.title}")
         md.append("")

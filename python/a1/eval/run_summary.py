@@ -47,7 +47,9 @@ def build_summary(settings: EvalSettings, records: list[dict], llm, invocations:
                      "ci_high": high if tested else None},
         "invocation": {"samples": new_samples, "resumed_samples": len(records) - new_samples,
                        "generated_tokens": new_tokens},
-        "calibration": {"kind": settings.calibration if settings.calibration in CALIBRATION_KINDS else "file"},
+        "calibration": {"kind": settings.calibration if settings.calibration in CALIBRATION_KINDS else "file",
+                        "level": policy.level, "level_gamma": policy.level_gamma if policy.level == "adaptive" else None,
+                        "warmup": policy.warmup, "attempt_strata": policy.attempt_strata},
     }
     if settings.calibration not in CALIBRATION_KINDS:
         cal = Calibrator.load(settings.calibration)
@@ -59,7 +61,7 @@ def build_summary(settings: EvalSettings, records: list[dict], llm, invocations:
 
 def make_record(problem, sample) -> dict:
     """One line of samples.jsonl for a finished SampleResult of `problem`, graded."""
-    from a1.eval.grading import is_equivalent
+    from a1.answers.grading import is_equivalent
 
     steps = [{k: getattr(s, k) for k in STEP_KEYS} for s in sample.steps]
     return {
@@ -71,7 +73,10 @@ def make_record(problem, sample) -> dict:
     }
 
 
-STEP_KEYS = ("turn", "attempt", "stratum", "score", "p_value", "decision", "num_tokens", "by", "kept", "in_warmup")
+# level / resample_level: the working levels a tested step was decided at (None when not tested);
+# readers take them as optional (records written before them lack them)
+STEP_KEYS = ("turn", "attempt", "stratum", "score", "p_value", "decision", "num_tokens", "by", "kept", "in_warmup",
+             "level", "resample_level")
 
 
 def phase_tokens(records: list[dict]) -> dict:

@@ -75,12 +75,13 @@ def run_eval(settings: EvalSettings, llm=None, *, log: Callable[[str], None] = p
             servers = {"target": settings.target_url, "draft": settings.draft_url} if settings.target_url else None
             store.start_invocation(machine(), versions(), **({"servers": servers} if servers else {}))
             from a1.data import format_prompt
-            from a1.eval.calibrate import seeded_calibrator
+            from a1.eval.calibrate import seeded_calibrator, seeded_levels
             from a1.policy import generate
 
             calibration = settings.calibration
             if calibration in CALIBRATION_KINDS and store.records():  # resume online calibration where it was
                 calibration = seeded_calibrator(settings, store.records())
+            levels = seeded_levels(settings, store.records()) if store.records() else None  # and adaptive levels
 
             def on_sample(prompt_index: int, sample) -> None:
                 record = make_record(todo[prompt_index][0], sample)
@@ -95,7 +96,7 @@ def run_eval(settings: EvalSettings, llm=None, *, log: Callable[[str], None] = p
                     chat=True, progress=False, question_ids=[p.id for p, _ in todo],
                     sample_indices=[ix for _, ix in todo], on_sample=on_sample,
                     calibration_update=None if isinstance(calibration, str) else True,
-                    prompt_source=settings.prompt_source(),
+                    prompt_source=settings.prompt_source(), levels=levels, warmup_prior=settings.warmup_prior,
                 )
             except Exception as err:
                 if not hasattr(err, "samples"):  # not a run stopped by failed samples (a1.remote)

@@ -19,7 +19,9 @@ from typing import Any, Optional, Union
 from a1.policy.config import FIELDS as POLICY_FIELDS
 from a1.policy.config import PRESETS, PolicyConfig
 
-CALIBRATION_KINDS = ("online", "per-question")
+# where the p-values come from (besides a file): online (the run's earlier scores of the stratum),
+# per-question (of the question's stratum), adaptive (online, at ACI levels: policy.level="adaptive")
+CALIBRATION_KINDS = ("online", "per-question", "adaptive")
 # how a run is watched, where it is written and which servers answer it, not what it computes (a
 # resumed run may use other replicas of the same models; run.json's invocations record them)
 NOT_SETTINGS = ("out", "progress", "target_url", "draft_url", "remote")
@@ -29,7 +31,10 @@ PROMPT_FORMAT = "a1.data.format_prompt/1"  # the question template (a1.data.prom
 @dataclass
 class EvalSettings:
     """data: a user JSONL file (id, problem, answer) instead of the bundled `dataset`; calibration:
-    "online", "per-question" or a calibration file of `a1 calibrate`; target_url / draft_url: drive
+    "online", "per-question", "adaptive" (online p-values at adaptive levels: it sets
+    policy.level="adaptive", which also adapts the level over per-question or a file) or a
+    calibration file of `a1 calibrate`; warmup_prior: with policy.warmup="prior", the calibration
+    file whose scores decide warm-up tests; target_url / draft_url: drive
     servers (one URL or several replicas) instead of loading the models (a1.remote; tokenizer: the
     served model's tokenizer, default target; remote: RemoteConfig fields such as generate_timeout,
     max_retries); max_model_len: the longest sequence (default: the model's or the server's);
@@ -47,6 +52,7 @@ class EvalSettings:
     max_model_len: Optional[int] = None
     remote: dict = field(default_factory=dict)  # a1.remote.RemoteConfig fields (timeouts, retries, api_key)
     calibration: str = "online"
+    warmup_prior: Optional[str] = None  # with policy.warmup="prior": the calibration file warm-up tests use
     out: Optional[str] = None
     progress: bool = True
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -82,6 +88,13 @@ class EvalSettings:
             raise FileNotFoundError(f"data: no such file {self.data!r}")
         if self.calibration not in CALIBRATION_KINDS:
             self._check_calibration_file()
+        if self.calibration == "adaptive" and self.policy.level != "adaptive":
+            self.policy = self.policy.replace(level="adaptive")  # what run.json records, and resumes with
+        if (self.policy.warmup == "prior") != (self.warmup_prior is not None):
+            raise ValueError(f"warmup_prior: a calibration file is needed exactly with warmup 'prior' (warmup "
+                             f"{self.policy.warmup!r}, warmup_prior {self.warmup_prior!r})")
+        if self.warmup_prior is not None:
+            self._check_calibration_file(self.warmup_prior, "warmup_prior")
 
     @classmethod
     def build(cls, method: str = "a1", **values: Any) -> "EvalSettings":
@@ -98,6 +111,9 @@ class EvalSettings:
                              f"{PRESETS[method]['mode']!r}); give one of them")
         if method not in PRESETS:
             raise ValueError(f"method must be one of {', '.join(PRESETS)}; got {method!r}")
+        if values.get("calibration") == "adaptive" and policy.get("level", "adaptive") != "adaptive":
+            raise ValueError(f"level {policy['level']!r} conflicts with calibration 'adaptive' (online p-values at "
+                             "adaptive levels); give one of them")
         return cls(method=method, policy=PolicyConfig.preset(method, **policy),
                    **{k: v for k, v in values.items() if k in own})
 
@@ -107,23 +123,26 @@ class EvalSettings:
         rest = {k: v for k, v in values.items() if k not in POLICY_FIELDS}
         return dataclasses.replace(self, policy=self.policy.replace(**policy) if policy else self.policy, **rest)
 
-    def _check_calibration_file(self) -> None:
+    def _check_calibration_file(self, path: Optional[str] = None, name: str = "calibration") -> None:
         """A readable calibration file of `a1 calibrate` (its metadata is checked against the
         models once they are loaded: a1.policy.prepare)."""
         from a1.calibration.persistence import read_document
 
-        if Path(self.calibration).is_dir():
-            raise IsADirectoryError(f"calibration: {self.calibration!r} is a directory, not a calibration file")
-        if not Path(self.calibration).is_file():
+        path = self.calibration if path is None else path
+        if Path(path).is_dir():
+            raise IsADirectoryError(f"{name}: {path!r} is a directory, not a calibration file")
+        if not Path(path).is_file():
+            if name != "calibration":
+                raise FileNotFoundError(f"{name}: no such file {path!r}")
             raise FileNotFoundError(
-                f"calibration must be 'online', 'per-question' or a calibration file; no such file {self.calibration!r}"
+                f"calibration must be 'online', 'per-question', 'adaptive' or a calibration file; no such file {path!r}"
             )
         try:
-            read_document(self.calibration)
+            read_document(path)
         except ValueError as err:
-            raise ValueError(f"calibration: {err}") from None
+            raise ValueError(f"{name}: {err}") from None
         except OSError as err:  # unreadable (permissions): name the file, not an errno
-            raise ValueError(f"calibration: cannot read {self.calibration}: {err.strerror or err}") from None
+            raise ValueError(f"{name}: cannot read {path}: {err.strerror or err}") from None
 
     @property
     def dataset_name(self) -> str:
@@ -152,6 +171,9 @@ class EvalSettings:
         if self.calibration not in CALIBRATION_KINDS:
             settings["calibration"] = str(Path(self.calibration).resolve())
             settings["calibration_sha256"] = file_sha256(self.calibration)
+        if self.warmup_prior is not None:
+            settings["warmup_prior"] = str(Path(self.warmup_prior).resolve())
+            settings["warmup_prior_sha256"] = file_sha256(self.warmup_prior)
         return settings
 
 

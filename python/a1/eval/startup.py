@@ -95,4 +95,4 @@ def check_run(settings: EvalSettings, llm, problems: list, policy=None, calibrat
     return prepare([format_prompt(p) for p in problems], target=llm, config=policy or settings.policy,
                    calibration=settings.calibration if calibration is None else calibration, chat=True,
                    question_ids=[p.id for p in problems], prompt_source=settings.prompt_source(),
-                   describe=lambda i: describe_question(settings, problems[i]))
+                   describe=lambda i: describe_question(settings, problems[i]), warmup_prior=settings.warmup_prior)

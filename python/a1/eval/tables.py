@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from a1.eval.rejection import stratum_order
 from a1.eval.results import Run
 from a1.eval.timings import comparable, invocation_timings
 
@@ -40,6 +41,46 @@ def rejection_cell(run: Run) -> str:
     return f"{fmt_pct(overall['rate'])} [{fmt_pct(overall['ci_low'])}, {fmt_pct(overall['ci_high'])}]"
 
 
+def clustered_cell(entry: dict) -> str:
+    """The question-clustered (cluster-robust) interval of a rejection entry, or why there is none."""
+    if not entry.get("tested"):
+        return "—"
+    if entry.get("ci_cluster_low") is None:
+        return "— (< 2 questions)" if "ci_cluster_low" in entry else "— (not recorded)"
+    return f"[{fmt_pct(entry['ci_cluster_low'])}, {fmt_pct(entry['ci_cluster_high'])}]"
+
+
+def _cp_cell(entry: dict) -> str:
+    return "—" if not entry.get("tested") else f"[{fmt_pct(entry['ci_low'])}, {fmt_pct(entry['ci_high'])}]"
+
+
+def strata_table(run: Run) -> str:
+    """One row per stratum (then per attempt, then overall) of one run: tests, warm-up share,
+    rejection rate with its Clopper-Pearson, question-clustered (cluster-robust) and cluster
+    bootstrap intervals, the mean working level and the level α."""
+    rejection = run.metrics.get("rejection") or {}
+    header = ["stratum", "tested", "warm-up share", "rejection rate", "Clopper-Pearson 95%",
+              "question-clustered 95%", "cluster bootstrap 95%", "mean level", "α"]
+    rows = []
+    groups = [("", rejection.get("by_stratum") or {}), ("attempt ", rejection.get("by_attempt") or {})]
+    for prefix, entries in groups:  # numeric order: summary.json's keys may come back sorted as text
+        for name, e in sorted(entries.items(), key=lambda item: stratum_order(item[0])):
+            rows.append(_strata_row(prefix + name, e, rejection.get("alpha")))
+    if rejection.get("overall"):
+        rows.append(_strata_row("**all**", rejection["overall"], rejection.get("alpha")))
+    return _table(header, rows) if rows else "no tested step with a p-value."
+
+
+def _strata_row(name: str, e: dict, alpha) -> list[str]:
+    boot = ("—" if e.get("ci_bootstrap_low") is None
+            else f"[{fmt_pct(e['ci_bootstrap_low'])}, {fmt_pct(e['ci_bootstrap_high'])}]")
+    share = e.get("warmup_share")
+    if share is None and e.get("tested"):
+        share = e.get("warmup", 0) / e["tested"]
+    return [name, fmt_int(e.get("tested")), fmt_pct(share), fmt_pct(e.get("rate")), _cp_cell(e), clustered_cell(e),
+            boot, fmt_float(e.get("level_mean"), 3), "—" if alpha is None else f"{alpha:g}"]
+
+
 def wall_cell(run: Run) -> str:
     if run.wall_time is None:
         return f"unfinished ({len(run.records)} samples)"
@@ -67,8 +108,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def comparison_table(runs: Sequence[Run]) -> str:
     """One row per run: settings that tell runs apart, accuracies, rejection, tokens, speed."""
     header = ["run", "method", "dataset", "calibration", "α", "N", "mean acc", "pass@N", "maj@N",
-              "takeover rate", "rejection rate [95% CI]", "draft tokens", "target tokens",
-              "wall time (s)", "tok/s"]
+              "takeover rate", "rejection rate [95% CI]", "question-clustered 95% CI", "draft tokens",
+              "target tokens", "wall time (s)", "tok/s"]
     rows = []
     for run in runs:
         m = run.metrics
@@ -76,7 +117,8 @@ def comparison_table(runs: Sequence[Run]) -> str:
             run.name, run.setting("method", "—"), run.setting("dataset", "—"),
             run.setting("calibration", "—"), run.setting("alpha", "—"), run.setting("num_samples", "—"),
             fmt_pct(m.get("mean_accuracy")), fmt_pct(m.get("pass_at_n")), fmt_pct(m.get("maj_at_n")),
-            fmt_pct(m.get("takeover_rate")), rejection_cell(run), fmt_int(m.get("draft_tokens")),
+            fmt_pct(m.get("takeover_rate")), rejection_cell(run),
+            clustered_cell((m.get("rejection") or {}).get("overall") or {}), fmt_int(m.get("draft_tokens")),
             fmt_int(m.get("target_tokens")), wall_cell(run), fmt_float(tokens_per_second(run), 1),
         ])
     return _table(header, rows)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from a1_ext import ops
+from a1_ext.quant_formats import is_quantized
 
 from .attention_metadata import AttentionMetadata
 from .config import ModelConfig
@@ -39,7 +40,8 @@ class DecoderLM(torch.nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.embed_weight.dtype
+        """The activations' (and KV cache's) dtype: float32 for a model with GGUF block weights."""
+        return self.norm.weight.dtype
 
     @property
     def device(self) -> torch.device:
@@ -47,7 +49,8 @@ class DecoderLM(torch.nn.Module):
 
     @property
     def lm_head_weight(self) -> torch.Tensor:
-        """[V, hidden] or its panels [V / 16, hidden, 16]: the output projection (the embedding when tied)."""
+        """[V, hidden], its panels [V / 16, hidden, 16] or its GGUF blocks (a1_ext.quant_formats): the
+        output projection (the embedding when tied)."""
         return self.embed_weight if self.lm_head is None else self.lm_head
 
     def forward(
@@ -80,6 +83,8 @@ class DecoderLM(torch.nn.Module):
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The embedding rows of input_ids, [T, hidden] (a new tensor)."""
         weight = self.embed_weight
+        if is_quantized(weight):  # GGUF blocks: only the rows read are decoded
+            return ops.dequantize(weight, input_ids).to(self.dtype)
         if weight.dim() == 3:  # the panels of a tied LM head: row v is weight[v // 16, :, v % 16]
             return weight[input_ids // ops.LINEAR_PANEL_WIDTH, :, input_ids % ops.LINEAR_PANEL_WIDTH]
         return F.embedding(input_ids, weight)
@@ -102,7 +107,7 @@ class DecoderLM(torch.nn.Module):
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 [T, V] logits of hidden states [T, hidden]."""
-        return ops.linear(hidden, self.lm_head_weight).float()
+        return ops.any_linear(hidden, self.lm_head_weight).float()
 
     def kv_cache_shape(self, num_blocks: int, block_size: int) -> tuple[int, int, int, int]:
         """Shape of one layer's k_cache (and v_cache)."""

@@ -1,5 +1,6 @@
 """Loading a llama.cpp GGUF file (llama and qwen2 architectures): config and tokenizer from the
-metadata, weights dequantized to float32 with the `gguf` package and renamed to transformers' names."""
+metadata; weights kept in their block formats (gguf_quantized) or, when a dtype is asked for,
+dequantized with the `gguf` package and renamed to transformers' names."""
 from __future__ import annotations
 
 import re
@@ -13,6 +14,7 @@ import torch
 
 from .base import DecoderLM
 from .config import ModelConfig, positive_int
+from .gguf_quantized import load_quantized_weights
 from .tokenizer import Tokenizer
 from .weights import load_hf_weights
 
@@ -250,11 +252,18 @@ def read_gguf_tokenizer(path: Path, config: ModelConfig) -> Tokenizer:
     )
 
 
-def load_gguf_file(path: Path, dtype: torch.dtype) -> tuple[DecoderLM, Tokenizer]:
+def load_gguf_file(path: Path, dtype: Optional[torch.dtype]) -> tuple[DecoderLM, Tokenizer]:
+    """The model and tokenizer of a GGUF file. dtype None keeps the block formats a1 has kernels for
+    as blocks (gguf_quantized: float32 activations, the weights in the file's memory, already in a
+    huge-page arena); a dtype dequantizes every weight to it."""
     reader = open_gguf(path)
     config = read_gguf_config(reader, path)
     check_gguf_tokenizer(reader, path)
     tokenizer = read_gguf_tokenizer(path, config)
-    model = DecoderLM(config, dtype)
-    load_hf_weights(model, GGUFCheckpoint(reader, config), source=str(path))
+    model = DecoderLM(config, torch.float32 if dtype is None else dtype)
+    if dtype is None:
+        load_quantized_weights(model, reader, path, source=str(path),
+                               dequantized=GGUFCheckpoint(reader, config), hf_tensor_name=hf_tensor_name)
+    else:
+        load_hf_weights(model, GGUFCheckpoint(reader, config), source=str(path))
     return model, tokenizer

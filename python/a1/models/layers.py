@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 
 from a1_ext import ops
+from a1_ext.quant_formats import is_quantized
 
 from .config import ModelConfig
 
@@ -24,6 +25,8 @@ def relayout_weight(module: torch.nn.Module, name: str, panels: bool) -> bool:
     fp32 kernel, ops.to_weight_panels) or as [N, K] (panels=False; BLAS, cuBLAS). A weight whose N
     is not a multiple of 16 stays [N, K]. Returns whether the layout changed."""
     weight = getattr(module, name)
+    if is_quantized(weight):  # GGUF blocks (a1_ext.quant_formats): one layout on every device
+        return False
     if panels and weight.dim() == 2 and weight.shape[0] % ops.LINEAR_PANEL_WIDTH == 0:
         relaid = ops.to_weight_panels(weight)
     elif not panels and weight.dim() == 3:
@@ -32,6 +35,20 @@ def relayout_weight(module: torch.nn.Module, name: str, panels: bool) -> bool:
         return False
     setattr(module, name, torch.nn.Parameter(relaid, requires_grad=False))
     return True
+
+
+def dense_weight(weight: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """A weight W [N, K] in plain coordinates whatever its storage: as stored ([N, K]), from panels
+    [N / 16, K, 16], or decoded from GGUF blocks (float32). `rows` (int64 [R]) reads only those rows,
+    [R, K]: a quantized embedding or LM head is not decoded whole for a few rows."""
+    if is_quantized(weight):
+        return ops.dequantize(weight, rows)
+    if weight.dim() == 3:  # panels: W[n, k] is weight[n // 16, k, n % 16]
+        if rows is None:
+            return weight.transpose(1, 2).reshape(-1, weight.shape[1])
+        width = weight.shape[2]
+        return weight[rows // width, :, rows % width]
+    return weight if rows is None else weight[rows]
 
 
 class RMSNorm(torch.nn.Module):

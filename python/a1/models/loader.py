@@ -29,26 +29,30 @@ class LoadedModel:
 
 def load_model(model: Union[str, os.PathLike], dtype: Optional[torch.dtype] = None) -> LoadedModel:
     """Load `model`: an HF directory (config.json, *.safetensors, tokenizer.json), a .gguf file, or a
-    built-in name (see a1.models.registry.BUILTIN_MODELS). dtype defaults to float32; the weights
-    are cast to it (GGUF weights are dequantized). The model is on the CPU, its parameters packed in
-    one huge-page buffer (a1.models.huge_pages); in float32 its layers' projection weights are laid
-    out as panels for a1's CPU kernel (DecoderLM.use_weight_panels; .to() another device or dtype
-    restores [N, K]). Move it with .to()."""
-    dtype = torch.float32 if dtype is None else dtype
-    if dtype not in SUPPORTED_DTYPES:
+    built-in name (see a1.models.registry.BUILTIN_MODELS). A GGUF file without a dtype runs
+    quantized, as llama.cpp runs it: its Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K weights stay in their
+    blocks (a1_ext.quant_formats; the model takes about the file's memory) and the activations are
+    float32. Otherwise dtype defaults to float32 and the weights are cast to it (GGUF weights
+    dequantized). The model is on the CPU, its parameters packed in one huge-page buffer
+    (a1.models.huge_pages); float32 projection weights are laid out as panels for a1's CPU kernel
+    (DecoderLM.use_weight_panels; .to() another device or dtype restores [N, K]). Move it with .to()."""
+    if dtype is not None and dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"dtype must be one of {SUPPORTED_DTYPES}, got {dtype}")
     path = resolve_model_path(model)
+    packed = False
     if path.is_dir():
-        decoder, tokenizer = load_hf_directory(path, dtype)
+        decoder, tokenizer = load_hf_directory(path, dtype or torch.float32)
     elif path.suffix.lower() == ".gguf" or _has_gguf_magic(path):
         decoder, tokenizer = load_gguf_file(path, dtype)
+        packed = dtype is None  # read straight into its arena
     else:
         raise ValueError(f"{path} is neither a checkpoint directory nor a .gguf file")
     check_vocab(tokenizer, decoder.config, str(path))
     decoder.eval()
-    if dtype == torch.float32:  # the layout of a1's fp32 CPU kernel (bf16/fp16 go to BLAS on [N, K])
-        decoder.use_weight_panels()
-    pack_parameters(decoder)  # one huge-page arena: decode streams every weight per token
+    # The layout of a1's fp32 CPU kernel (bf16/fp16 go to BLAS on [N, K]); quantized weights stay blocks.
+    relaid = decoder.use_weight_panels() if decoder.dtype == torch.float32 else 0
+    if not packed or relaid:
+        pack_parameters(decoder)  # one huge-page arena: decode streams every weight per token
     return LoadedModel(model=decoder, tokenizer=tokenizer, config=decoder.config, source=str(path))
 
 

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
-from a1.calibration import Calibrator
-from a1.engine.pair import PairEngine
+from a1.calibration import AdaptiveLevels, Calibrator, Levels
+from a1.engine.interface import EnginePair
 
 from .config import PolicyConfig
 from .decide import DecisionRule
 from .results import StepRecord
+from .step_test import StepTester, Verdict, bucket_name  # noqa: F401 (Verdict: RunContext.test's result)
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Step:
     p_value: Optional[float] = None
     stratum: Optional[str] = None
     in_warmup: bool = False
+    levels: Optional[Levels] = None  # the working levels the decision used
     kept: bool = True
     record: Optional[StepRecord] = None
 
@@ -69,12 +70,14 @@ _ROLE_SEED = {"draft": 1, "target": 2}
 class RunContext:
     def __init__(
         self,
-        pair: PairEngine,
+        pair: EnginePair,
         cfg: PolicyConfig,
         calibrator: Optional[Calibrator],
         update_calibration: bool,
         question_keys: Sequence[object],
         on_step: Optional[Callable[[object, Step], None]] = None,
+        levels: Optional[AdaptiveLevels] = None,
+        prior: Optional[Calibrator] = None,
     ) -> None:
         self.pair, self.cfg, self.calibrator = pair, cfg, calibrator
         self.update_calibration = update_calibration
@@ -86,8 +89,9 @@ class RunContext:
         self._on_step = on_step
         self.warm_scores = 0
         self.decide = DecisionRule(cfg.alpha, cfg.alpha_resample)  # the levels, checked once
-        # scores a stratum needs before anything can be rejected (closed form, computed once)
-        self.warmup = calibrator.warmup(cfg.alpha) if calibrator is not None else 0
+        # the conformal test of the steps (step_test.py); None in the modes that test nothing
+        self.tester = (StepTester(cfg, calibrator, update_calibration, self.question_keys, levels, prior)
+                       if calibrator is not None else None)
         self.speculative = None  # the target's steps by lossless speculative decoding, the draft proposing
         if cfg.speculative_tokens and cfg.mode != "draft_only":
             if self.self_mode:
@@ -110,27 +114,22 @@ class RunContext:
     def step_score(self, token_logprobs: Sequence[float]) -> float:
         return step_score(token_logprobs, self.cfg.score)
 
-    def _question(self, question: int):
-        return self.question_keys[question] if self.calibrator is not None and self.calibrator.settings.per_question else None
+    def stratum(self, turn: int, question: int, attempt: int = 0) -> str:
+        """The name of the step's stratum (str of the calibrator's key)."""
+        if self.tester is None:
+            return bucket_name(self.cfg.turn_edges, turn)
+        return self.tester.stratum(turn, question, attempt)
 
-    def stratum(self, turn: int, question: int) -> str:
-        if self.calibrator is None:
-            return str(bisect_right(self.cfg.turn_edges, turn))
-        return str(self.calibrator.stratum(turn=turn, question=self._question(question)))
-
-    def test(self, score: float, turn: int, question: int) -> tuple[float, bool]:
-        """The step's p-value against the earlier scores of its stratum, then (online) the score
-        joins them: each p-value uses only scores that came before it."""
-        key = self._question(question)
-        warmup = self.calibrator.n(turn=turn, question=key) < self.warmup
-        p = self.calibrator.p_value(score, turn=turn, question=key)
-        if self.update_calibration:
-            self.calibrator.update(score, turn=turn, question=key)
-        return p, warmup
+    def test(self, score: float, turn: int, question: int, attempt: int = 0) -> Verdict:
+        """The policy's test path (StepTester.test): the step's p-value against the earlier scores
+        of its stratum, its decision at the stratum's working levels, then the adaptive level's
+        update and (online) the score joins the stratum: each p-value uses only scores that came
+        before it."""
+        return self.tester.test(score, turn, question, attempt)
 
     def seed_calibration(self, score: float, question: int) -> None:
         """A warm-start score joins the first turn's stratum (not a test: no p-value, no decision)."""
-        self.calibrator.update(score, turn=0, question=self._question(question))
+        self.tester.seed(score, question)
         self.warm_scores += 1
 
     def seed_for(self, question: int, sample: int, turn: int, attempt: int, role: str, part: int = 0) -> int:

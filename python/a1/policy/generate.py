@@ -1,28 +1,28 @@
 """generate(): N samples per prompt under the A1 policy, voted; the function behind a1_ext.generate."""
 from __future__ import annotations
 
-import hashlib
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence, Union
 
-from a1.calibration import Calibrator
+from a1.calibration import AdaptiveLevels, Calibrator
+from a1.engine.interface import PolicyBackend
 
+from .calibration_source import calibration_metadata, make_calibrator, make_prior  # noqa: F401 (re-exported)
 from .config import PolicyConfig
 from .context import RunContext
 from .driver import Driver, QuestionRun
 from .results import A1Result, SampleResult
-from .stats import question_stats, vote
+from .stats import question_stats, run_rejection, vote
 
 
-def build_llm(target, draft="self", **llm_kwargs):
-    """An a1.LLM for (target, draft); an already built one (anything with .pair and .encode: an
-    a1.LLM, or a remote pair) is used as it is (a pair brings its own draft), so repeated calls
-    load nothing."""
+def build_llm(target, draft="self", **llm_kwargs) -> PolicyBackend:
+    """An a1.LLM for (target, draft); an already built backend (a1.engine.interface.PolicyBackend:
+    an a1.LLM or an a1.remote.RemoteLLM) is used as it is (it brings its own draft), so repeated
+    calls load nothing."""
     from a1.llm import LLM
 
-    if hasattr(target, "pair") and hasattr(target, "encode"):
+    if isinstance(target, PolicyBackend):
         if draft not in (None, "self") and draft is not getattr(target, "draft_loaded", None) and str(draft) != target.pair.draft_name:
             raise ValueError(
                 "draft: target is an already built a1.LLM, which brings its own draft; build "
@@ -30,74 +30,6 @@ def build_llm(target, draft="self", **llm_kwargs):
             )
         return target
     return LLM(target, draft=draft, **llm_kwargs)
-
-
-def calibration_metadata(llm, cfg: PolicyConfig, chat: bool = True, prompt_source: Optional[Mapping] = None) -> dict:
-    """What a calibration file must agree on with the run that uses it, since each changes the
-    distribution of step scores: the models (names and a fingerprint of their weights), the
-    sampling parameters, the step rule, the token budgets, the score kind, the strata, the prompt
-    format (chat template) and, when the caller states it, where the prompts come from
-    (prompt_source, e.g. {"dataset": "gsm8k", "prompt_format": ...})."""
-    metadata = {
-        "target": llm.pair.target_name, "draft": llm.pair.draft_name,
-        "target_weights": weights_fingerprint(llm, "target"), "draft_weights": weights_fingerprint(llm, "draft"),
-        "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k,
-        "step_tokens": cfg.step_tokens, "step_stop": list(cfg.step_stop), "min_tokens": cfg.min_tokens,
-        "max_tokens": cfg.max_tokens, "score": cfg.score, "turn_edges": list(cfg.turn_edges),
-        "chat": bool(chat), "chat_template_sha256": chat_template_sha256(llm) if chat else None,
-    }
-    metadata.update(dict(prompt_source or {}))
-    return metadata
-
-
-def weights_fingerprint(llm, role: str) -> Optional[str]:
-    """The fingerprint of a role's loaded weights (a1.models.fingerprint); None for a remote
-    server's model, whose weights are not here (its name stands for it)."""
-    loaded = getattr(llm, "loaded" if role == "target" else "draft_loaded", None)
-    if loaded is None or not hasattr(loaded, "model"):
-        return None
-    from a1.models.fingerprint import weights_fingerprint as fingerprint
-
-    return fingerprint(loaded.model)
-
-
-def chat_template_sha256(llm) -> Optional[str]:
-    template = getattr(llm.pair.target.tokenizer, "chat_template", None)
-    return hashlib.sha256(template.encode()).hexdigest() if isinstance(template, str) else None
-
-
-def make_calibrator(calibration, cfg: PolicyConfig, metadata: dict) -> tuple[Optional[Calibrator], bool]:
-    """(calibrator, update it online?) for calibration = "online" | "per-question" | a file | a Calibrator."""
-    if cfg.mode == "sync" or not cfg.tested:
-        return None, False
-    rule = cfg.rule
-    smoothed = rule == "conformal"  # online smoothed p-values are exactly uniform
-    if isinstance(calibration, Calibrator):
-        if calibration.settings.rule != rule:  # its p-values would answer another rule's question
-            raise ValueError(f"calibration: the Calibrator computes {calibration.settings.rule!r} p-values but mode "
-                             f"{cfg.mode!r} tests with the {rule!r} rule; build it with rule={rule!r}")
-        return calibration, False
-    if calibration in ("online", "per-question", "per_question"):
-        per_question = calibration != "online"
-        return Calibrator(cfg.turn_edges, per_question=per_question, smoothed=smoothed, seed=cfg.seed, rule=rule), True
-    if isinstance(calibration, (str, os.PathLike)):
-        if not os.path.isfile(calibration):
-            raise ValueError(
-                f"calibration must be 'online', 'per-question', a calibration file or a Calibrator; "
-                f"{str(calibration)!r} is none of these (no such file)"
-            )
-        loaded = Calibrator.load(calibration, expect=metadata)
-        if loaded.settings.rule != rule:  # the reference rule on the same scores
-            settings = loaded.settings
-            copy = Calibrator(settings.turn_edges, per_question=settings.per_question, seed=cfg.seed, rule=rule)
-            for key in loaded.strata():
-                question, bucket = key if settings.per_question else (None, key)
-                turn = settings.turn_edges[bucket - 1] if bucket > 0 else 0  # a turn of that bucket
-                for value in loaded.scores(key):
-                    copy.update(value, turn=turn, question=question)
-            loaded = copy
-        return loaded, False
-    raise ValueError(f"calibration must be 'online', 'per-question', a file path or a Calibrator, got {calibration!r}")
 
 
 def check_prompts(prompts) -> list:
@@ -171,6 +103,8 @@ def prepare(
     calibration_update: Optional[bool] = None,
     prompt_source: Optional[Mapping] = None,
     describe: Optional[Callable[[int], str]] = None,
+    levels: Optional[AdaptiveLevels] = None,
+    warmup_prior=None,
     **settings,
 ) -> PreparedRun:
     """Every check generate() makes, in order, without running anything: the settings, the
@@ -179,6 +113,8 @@ def prepare(
     the policy's own refusals (RunContext). describe(i) names prompt i in errors (default
     "prompts[i] (question <id>)")."""
     cfg = config.replace(**settings) if config is not None else PolicyConfig.of(settings)
+    if calibration == "adaptive" and cfg.level != "adaptive":
+        cfg = cfg.replace(level="adaptive")  # "adaptive" = online p-values at adaptive levels
     prompts = check_prompts(prompts)
     keys = check_question_ids(question_ids, len(prompts))
     sample_indices = check_sample_indices(sample_indices, len(prompts), cfg.num_samples)
@@ -190,10 +126,12 @@ def prepare(
             name = describe(i) if describe is not None else f"prompts[{i}] (question {keys[i]!r})"
             raise ValueError(f"{name} is too long: its prompt has {len(ids)} tokens, and the target's max_model_len "
                              f"{limit} must hold it plus {reserve} for the answer; shorten it or leave it out")
-    calibrator, update = make_calibrator(calibration, cfg, calibration_metadata(llm, cfg, chat, prompt_source))
+    metadata = calibration_metadata(llm, cfg, chat, prompt_source)
+    calibrator, update = make_calibrator(calibration, cfg, metadata)
     if calibration_update is not None and calibrator is not None:
         update = bool(calibration_update)
-    ctx = RunContext(llm.pair, cfg, calibrator, update, keys, on_step)
+    prior = make_prior(cfg, warmup_prior, metadata)
+    ctx = RunContext(llm.pair, cfg, calibrator, update, keys, on_step, levels, prior)
     return PreparedRun(cfg, llm, prompts, encoded, keys, sample_indices, calibrator, update, ctx)
 
 
@@ -232,6 +170,8 @@ def generate(
     kv_cache_gb: Optional[float] = None,
     calibration_update: Optional[bool] = None,
     prompt_source: Optional[Mapping] = None,
+    levels: Optional[AdaptiveLevels] = None,
+    warmup_prior=None,
     **settings,
 ) -> list[A1Result]:
     """Run A1 on every prompt with num_samples samples each; one A1Result per prompt, in order.
@@ -240,8 +180,12 @@ def generate(
     given as keywords on top (`alpha=0.2, num_samples=8, on_reject="append", ...`; see
     PolicyConfig's fields: an unknown name is refused naming the known ones).
 
-    calibration: "online", "per-question", a file of `a1 calibrate` (its metadata must match this
-    run's: calibration_metadata) or a Calibrator. question_ids (default: the prompt's index) key
+    calibration: "online", "per-question", "adaptive" (online, each stratum's level adapted by
+    ACI: a1.calibration.adaptive), a file of `a1 calibrate` (its metadata must match this run's:
+    calibration_metadata) or a Calibrator; level="adaptive" adapts the level over any of them, and
+    `levels` (an AdaptiveLevels) continues the levels a resumed run had reached. warmup_prior: with
+    warmup="prior", a calibration file (checked like `calibration`) or Calibrator whose scores
+    decide the tests of strata still in warm-up. question_ids (default: the prompt's index) key
     per-question calibration and the samples' seeds, so a sample's tokens do not depend on which
     other samples run with it; sample_indices restricts each prompt to some of its samples (a
     resumed evaluation runs only the unfinished ones). on_sample(prompt_index, SampleResult) is
@@ -254,7 +198,8 @@ def generate(
     """
     run = prepare(prompts, target=target, draft=draft, config=config, calibration=calibration, chat=chat,
                   question_ids=question_ids, sample_indices=sample_indices, on_step=on_step, kv_cache_gb=kv_cache_gb,
-                  calibration_update=calibration_update, prompt_source=prompt_source, **settings)
+                  calibration_update=calibration_update, prompt_source=prompt_source, levels=levels,
+                  warmup_prior=warmup_prior, **settings)
     start = time.perf_counter()
     driver = Driver(run.ctx, on_sample, progress)
     try:
@@ -268,7 +213,9 @@ def generate(
     for prompt, question in zip(run.prompts, runs):
         samples = [question.results[i] for i in sorted(question.results)]
         results.append(A1Result(prompt, vote(samples), samples, question_stats(samples, question, run.cfg)))
+    overall = run_rejection(results, run.keys, run.cfg)  # the call's, clustered by question: one dict for all
     for result in results:
+        result.stats["run_rejection"] = overall
         result.stats["call_wall_time"] = time.perf_counter() - start
         result.stats["warm_start_scores"] = run.ctx.warm_scores
         result.stats["speculative"] = run.ctx.speculative.metrics.as_dict() if run.ctx.speculative is not None else None

@@ -63,6 +63,20 @@ def int_at_least(minimum: Optional[int]) -> Check:
     return check_int
 
 
+def boolean(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+def step_size(value: Any, name: str) -> float:
+    """A step size in (0, 1] (NaN refused)."""
+    v = _real(value, name)
+    if not 0.0 < v <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    return v
+
+
 def one_of(options: Sequence[str]) -> Check:
     def check_choice(value: Any, name: str) -> str:
         if value not in options:
@@ -105,6 +119,19 @@ def parse_int(text: str) -> int:
 
 def parse_float(text: str) -> float:
     return float(text)
+
+
+def parse_bool(text: str) -> bool:
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def parse_optional_int(text: str) -> Optional[int]:
+    return None if text.strip().lower() in ("none", "auto") else int(text)
 
 
 def parse_optional_float(text: str) -> Optional[float]:

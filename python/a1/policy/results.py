@@ -13,7 +13,9 @@ class StepRecord:
     attempt: 0 for the first draft, then redrafts; the target's rewrite after a takeover comes
     after them. score/p_value: None when the step was not tested (target writing, forced text,
     draft_only/target_only modes, or sync mode's ranking, which has no p-value). kept: whether the
-    step's tokens stayed in the sample (a rejected attempt's did not)."""
+    step's tokens stayed in the sample (a rejected attempt's did not). level/resample_level: the
+    working levels a tested step was decided at (None when not tested): p <= level takes over,
+    p <= resample_level redrafts; fixed at α/α_resample, or moving with calibration="adaptive"."""
 
     turn: int
     attempt: int
@@ -24,7 +26,9 @@ class StepRecord:
     num_tokens: int
     by: str  # "draft" | "target"
     kept: bool = True
-    in_warmup: bool = False  # tested while the stratum had too few scores for any rejection
+    in_warmup: bool = False  # tested while its stratum was in warm-up (the warm-up rule decided)
+    level: Optional[float] = None  # the working takeover level of the decision (α, or adaptive α_t)
+    resample_level: Optional[float] = None  # the three-way rule's working rejection level
 
     @property
     def tested(self) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Generator
 
 from a1.engine.sampling_params import SamplingParams
-from a1.eval.answers import has_final_answer
+from a1.answers.extract import has_final_answer
 
 from .context import Step
 from .sample_state import SampleState
@@ -100,11 +100,12 @@ class SampleRun(SampleState):
         """Score the step, then decide: a p-value against the stratum's calibration scores, or
         sync mode's ranking at the barrier."""
         step.score = yield from self.score(step)
-        step.stratum = self.ctx.stratum(self.turn, self.question)
+        step.stratum = self.ctx.stratum(self.turn, self.question, step.attempt)
         if self.cfg.mode == "sync":
             return (yield Barrier(self.question, step.score))
-        step.p_value, step.in_warmup = self.ctx.test(step.score, self.turn, self.question)
-        return self.ctx.decide(step.p_value)
+        verdict = self.ctx.test(step.score, self.turn, self.question, step.attempt)
+        step.p_value, step.in_warmup, step.levels = verdict.p_value, verdict.in_warmup, verdict.levels
+        return verdict.decision
 
     def warm(self) -> Generator:
         """Memory-bank seeding (the paper's warm start): draft and score a first step of the

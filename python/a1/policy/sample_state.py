@@ -8,7 +8,7 @@ import time
 from typing import Optional
 
 from a1.engine.sampling_params import SamplingParams
-from a1.eval.answers import extract_boxed, has_final_answer
+from a1.answers.extract import extract_boxed, has_final_answer
 
 from .context import RunContext, Step
 from .results import SampleResult, StepRecord
@@ -42,7 +42,13 @@ class SampleState:
         self.add(step, "draft")
 
     def keep_best(self, attempts: list[Step]) -> None:
-        best = min(attempts, key=lambda s: s.score)
+        """The best-scored attempt stays. Identical redrafts (greedy ones are) are one step: the first
+        of them stands for all, so that float noise between two scorings of the same tokens (batched
+        differently) never picks between them."""
+        distinct: dict[tuple[int, ...], Step] = {}
+        for step in attempts:
+            distinct.setdefault(tuple(step.token_ids), step)
+        best = min(distinct.values(), key=lambda s: s.score)  # ties: the earliest
         if best is not attempts[-1]:
             self.roll_back(attempts[-1])
         self.keep(best)
@@ -120,9 +126,11 @@ class SampleState:
         self.trim_to_history()
 
     def record(self, step: Step, by: str) -> None:
+        levels = step.levels
         step.record = StepRecord(
             step.turn, step.attempt, step.stratum, step.score, step.p_value, step.decision, len(step.token_ids), by,
-            step.kept, step.in_warmup,
+            step.kept, step.in_warmup, None if levels is None else levels.takeover,
+            None if levels is None else levels.resample,
         )
         self.result.steps.append(step.record)
 

@@ -1,4 +1,4 @@
-"""RemoteBackend (alias RemoteEngine): the part of LLMEngine the A1 policy uses, over a vLLM /
+"""RemoteBackend: the part of LLMEngine the A1 policy uses, over a vLLM /
 SGLang / llama.cpp / a1 serve server, or over several replicas of one model (routing.py).
 Histories live here as token-id lists and travel as token ids (re-tokenized only by servers that
 take text prompts, see text_spans.py): every request carries its sequence's whole history and the
@@ -290,6 +290,3 @@ class RemoteBackend(Finishing, SequenceTable):
                 raise RemoteRequestError([(self, "score", seq_id, self._named(pending, err))]) from err
             del self._busy[seq_id]
             return result
-
-
-RemoteEngine = RemoteBackend  # the name of its first releases (it mirrors LLMEngine's interface)

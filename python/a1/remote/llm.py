@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional, Sequence, Union
 
 from a1.engine.pair import PairEngine
+from a1.models.prompts import encode_prompts
 
 from .config import RemoteConfig
 from .engine import RemoteBackend
@@ -62,10 +63,8 @@ class RemoteLLM:
         return self.pair.self_mode
 
     def encode(self, prompts, chat: bool = False) -> list[tuple[Optional[str], list[int]]]:
-        """(text or None, token ids) per prompt, exactly as a1.LLM.encode (the same code)."""
-        from a1.llm import LLM
-
-        return LLM.encode(self, prompts, chat)
+        """(text or None, token ids) per prompt, as a1.LLM.encode (one rule: a1.models.prompts)."""
+        return encode_prompts(self.tokenizer, prompts, chat)
 
     def get_metrics(self) -> dict:
         """The target engine's counters; with a separate draft also its own under "draft";

@@ -51,7 +51,7 @@ def test_tally_report():
     assert list(report["strata"]) == ["0", "('q1', 2)"]
     zero = report["strata"]["0"]
     assert zero == {"tested": 20, "rejected": 3, "alpha": 0.1, "rate": 0.15,
-                    "ci": list(clopper_pearson(3, 20)), "warmup": 9}
+                    "ci": list(clopper_pearson(3, 20)), "warmup": 9, "warmup_share": 0.45, "level_mean": None}
     assert report["strata"]["('q1', 2)"]["rate"] == 0.5
     assert (report["tested"], report["rejected"]) == (22, 4)
     assert report["rate"] == pytest.approx(4 / 22) and report["ci"] == list(clopper_pearson(4, 22))
@@ -70,7 +70,8 @@ def test_tally_merge():
     b.record(1, True)
     assert a.merge(b) is a
     assert a.as_dict()["strata"]["0"] == {"tested": 2, "rejected": 1, "alpha": 0.1, "rate": 0.5,
-                                           "ci": list(clopper_pearson(1, 2)), "warmup": 1}
+                                           "ci": list(clopper_pearson(1, 2)), "warmup": 1, "warmup_share": 0.5,
+                                           "level_mean": None}
     assert a.as_dict()["strata"]["1"]["tested"] == 1 and b.tested == 2  # other unchanged
     with pytest.raises(ValueError, match="alpha"):
         a.merge(RejectionTally(0.2))
@@ -88,3 +89,26 @@ def test_tally_errors():
     tally.record("1", True)
     with pytest.raises(ValueError, match="'1'"):  # two keys that print alike
         tally.as_dict()
+
+
+def test_tally_clusters_and_levels():
+    """Tests that name their cluster get the cluster-robust and bootstrap intervals beside
+    Clopper-Pearson (per stratum and overall, merged across tallies); levels are averaged."""
+    from a1.calibration import cluster_bootstrap_interval, cluster_robust_interval
+
+    a, b = RejectionTally(0.2), RejectionTally(0.2)
+    for q, (k, n) in enumerate([(1, 10), (5, 10), (0, 8)]):
+        for i in range(n):
+            (a if q < 2 else b).record(0, i < k, cluster=f"q{q}", level=0.2 + 0.01 * q)
+    a.merge(b)
+    report = a.as_dict()
+    entry = report["strata"]["0"]
+    assert entry["clusters"] == 3 and report["clusters"] == 3
+    assert entry["ci_cluster"] == list(cluster_robust_interval([1, 5, 0], [10, 10, 8]))
+    assert entry["ci_bootstrap"] == list(cluster_bootstrap_interval([1, 5, 0], [10, 10, 8]))
+    assert entry["level_mean"] == pytest.approx((10 * 0.2 + 10 * 0.21 + 8 * 0.22) / 28)
+    lone = RejectionTally(0.2)
+    lone.record(0, True, cluster="q")
+    assert lone.as_dict()["strata"]["0"]["ci_cluster"] is None  # one cluster: no spread between clusters
+    with pytest.raises(TypeError, match="level"):
+        lone.record(0, True, level="high")

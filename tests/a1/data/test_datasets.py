@@ -12,14 +12,15 @@ import pytest
 import a1.data as data
 from a1.data import DATASETS, Problem, dataset_path, load_dataset, load_jsonl
 
-COUNTS = {"math500": 500, "aime24": 30, "aime25": 30, "amc23": 40, "gsm8k": 1319, "olympiadbench": 675}
+COUNTS = {"math500": 500, "aime24": 30, "aime25": 30, "amc23": 40, "gsm8k": 1319, "olympiadbench": 675,
+          "arith": 1000}
 # (calibration, test) sizes under sha256(id) < 0.2: any change to the split rule moves them
 SPLIT_COUNTS = {"math500": (112, 388), "aime24": (7, 23), "aime25": (4, 26), "amc23": (10, 30),
-                "gsm8k": (247, 1072), "olympiadbench": (134, 541)}
+                "gsm8k": (247, 1072), "olympiadbench": (134, 541), "arith": (193, 807)}
 PINNED_CALIBRATION = ["test/precalculus/807.json", "2024-I-2", "2024-II-15", "2025-I-1", "2023-12A-3",
-                      "gsm8k-test-0", "gsm8k-test-2", "olympiadbench-1612"]
+                      "gsm8k-test-0", "gsm8k-test-2", "olympiadbench-1612", "arith-0004"]
 PINNED_TEST = ["test/intermediate_algebra/1994.json", "2024-I-1", "2025-I-2", "2023-12A-1", "gsm8k-test-1",
-               "olympiadbench-1606"]
+               "olympiadbench-1606", "arith-0000"]
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,11 @@ def test_fields(everything: dict[str, list[Problem]]) -> None:
         first.answer = "1"  # type: ignore[misc]
 
 
-# sha256 of the shipped files: byte-identical to the published sources recorded in SOURCES.md
+# sha256 of the shipped files: byte-identical to the published sources recorded in SOURCES.md (arith:
+# to its generator, tests/a1/data/test_arith.py)
 SHIPPED_SHA256 = {
-    "SOURCES.md": "fd73e6825d72f9dd64de05a75908a12fd229c9afeb8f4a46ba370118b1f5d435",
+    "SOURCES.md": "5d2023388dcde7b3c2d7d64aef28e36c1ea33226de82a816775e244012aa3cc1",
+    "arith.jsonl": "f3317399ba041e98256e2a325242f5613b553268c77a3cab27538fd04d9222cf",  # a1.data.arith's output
     "aime24.jsonl": "c02ce4829bc8b2d2eedfedef2d69e2d846598154c2646cde9fa5a26d5d2cd522",
     "aime25.jsonl": "e0f1ae0488960abda7735653031adb8f1a5b17ebe25534766231eb6e406d1d0c",
     "amc23.jsonl": "8d4e6923ca27b26dbf1498808897a771e198fa85b2971da1d71ae09f0c26fc26",

@@ -4,7 +4,8 @@ from a1.engine import block_manager as bm_module
 from a1.engine.block_manager import BlockManager, split_kv_budget
 from a1.engine.metrics import RequestMetrics
 from a1.engine.sampling_params import SamplingParams
-from a1.engine.sequence import GenerateTask, ScoreTask, Sequence
+from a1.engine.sequence import Sequence
+from a1.engine.tasks import GenerateTask, ScoreTask
 
 
 def gen_seq(seq_id: int, tokens: list[int]) -> Sequence:

@@ -7,7 +7,8 @@ from a1.engine.metrics import RequestMetrics
 from a1.engine.model_runner import ModelRunner
 from a1.engine.sampling_params import SamplingParams
 from a1.engine.scheduler import ScheduledBatch
-from a1.engine.sequence import GenerateTask, ScoreTask, Sequence
+from a1.engine.sequence import Sequence
+from a1.engine.tasks import GenerateTask, ScoreTask
 from fake_lm import TinyLM
 
 

@@ -4,7 +4,8 @@ from a1.engine.block_manager import BlockManager
 from a1.engine.metrics import EngineMetrics, RequestMetrics
 from a1.engine.sampling_params import SamplingParams
 from a1.engine.scheduler import Scheduler
-from a1.engine.sequence import GenerateTask, Sequence, SequenceStatus
+from a1.engine.sequence import Sequence, SequenceStatus
+from a1.engine.tasks import GenerateTask
 
 
 def make(num_blocks=64, block_size=4, budget=8, max_seqs=16):

@@ -10,7 +10,6 @@ from scipy import stats
 from a1 import LLM, SamplingParams
 from a1.engine.block_manager import hash_block_tokens
 from a1.engine.config import EngineConfig
-from a1.engine.sampling_rows import filtered_probs
 from a1.engine.pair import PairEngine
 from a1.engine.speculative import SpeculativeDecoder
 from a1_ext import ops, reference
@@ -186,7 +185,7 @@ def test_q_rows_are_what_sample_draws_from():
     logits[2, :4] = 5.0  # ties at the top-k boundary
     temperature = torch.tensor([1.0, 0.5, 1.0, 0.0, 1.3, 0.8])
     top_k, top_p = torch.tensor([0, 5, 3, 0, 0, 7]), torch.tensor([1.0, 1.0, 1.0, 1.0, 0.8, 0.6])
-    got = filtered_probs(logits, temperature, top_k, top_p)
+    got = ops.sampling_probs(logits, temperature, top_k, top_p)  # the op the engine takes q rows from
     for b in range(6):
         if temperature[b] == 0:
             want = torch.nn.functional.one_hot(logits[b].argmax(), 40).float()

@@ -1,4 +1,5 @@
-"""Metrics with known answers: pass@k, votes, percentiles, and summarize on hand-built records."""
+"""Metrics with known answers: pass@k, percentiles, and summarize on hand-built records (votes:
+tests/a1/answers/test_vote.py)."""
 from __future__ import annotations
 
 import itertools
@@ -6,9 +7,9 @@ import math
 
 import pytest
 
-from a1.calibration import clopper_pearson
+from a1.calibration import cluster_bootstrap_interval, cluster_robust_interval, clopper_pearson
 from a1.eval import metrics
-from a1.eval.metrics import group_answers, majority_vote, pass_at_k, percentiles, summarize
+from a1.eval.metrics import pass_at_k, percentiles, summarize
 
 
 def brute_pass_at_k(n: int, c: int, k: int) -> float:
@@ -35,40 +36,6 @@ def test_pass_at_k_values_and_errors() -> None:
                           ((4, True, 1), "c must be an int")]:
         with pytest.raises(ValueError, match=message):
             pass_at_k(*args)
-
-
-def test_majority_vote_counts_and_ties() -> None:
-    assert majority_vote(["1", "2", "2", None, "3"]) == "2"
-    assert majority_vote(["5", "7", "7", "5"]) == "5"  # tie: 5 appeared first
-    assert majority_vote(["7", "5", "5", "7"]) == "7"
-    assert majority_vote([None, None, None]) is None  # unanswerable
-    assert majority_vote([]) is None
-    assert majority_vote([None, None, "4"]) == "4"  # None never wins, however many
-    assert majority_vote(["", " ", "4"]) == "4"  # blank answers count as no answer
-
-
-def test_majority_vote_uses_equivalence_classes() -> None:
-    # string equality would make 3 the winner; 0.5 = \frac12 = 1/2 is one class of three
-    answers = ["3", "0.5", "\\frac12", "3", "\\frac{1}{2}"]
-    assert majority_vote(answers) == "0.5"  # the first member represents the class
-    assert majority_vote(answers, equivalent=lambda a, b: a == b) == "3"
-    classes = group_answers(answers)
-    assert [(c.representative, c.indices) for c in classes] == [("3", [0, 3]), ("0.5", [1, 2, 4])]
-
-
-def test_weighted_vote_flips_the_winner() -> None:
-    answers = ["10", "10", "12"]
-    assert majority_vote(answers) == "10"
-    assert majority_vote(answers, weights=[0.2, 0.3, 0.9]) == "12"
-    assert majority_vote(answers, weights=[0.5, 0.25, 0.75]) == "10"  # 0.75 each: the earlier class wins
-    assert majority_vote(answers, weights=[0.5, 0.5, 0.9]) == "10"
-    assert majority_vote(["1", None], weights=[0.1, 100.0]) == "1"
-    with pytest.raises(ValueError, match="weights has 2 entries for 3 answers"):
-        majority_vote(answers, weights=[1.0, 1.0])
-    with pytest.raises(ValueError, match=r"weights\[1\] must be a finite number >= 0"):
-        majority_vote(answers, weights=[1.0, -1.0, 1.0])
-    with pytest.raises(ValueError, match=r"answers\[0\] must be a str or None"):
-        majority_vote([5])  # type: ignore[list-item]
 
 
 def test_percentiles() -> None:
@@ -147,6 +114,14 @@ def test_summarize_hand_built() -> None:
     assert (s1["tested"], s1["rejected"]) == (3, 1)
     assert rej["overall"]["tested"] == 7 and rej["overall"]["rejected"] == 3
     assert s0["alpha_in_ci"] is (s0["ci_low"] <= 0.05 <= s0["ci_high"])
+    assert s0["warmup_share"] == 0.25 and s0["level_mean"] is None  # these records carry no level
+    # clustered by question: stratum 0 is q1 alone (one cluster: no interval), stratum 1 is q2 alone
+    assert s0["questions"] == 1 and s0["ci_cluster_low"] is None and s0["alpha_in_ci_cluster"] is None
+    overall = rej["overall"]
+    assert overall["questions"] == 2
+    assert [overall["ci_cluster_low"], overall["ci_cluster_high"]] == list(cluster_robust_interval([2, 1], [4, 3]))
+    assert [overall["ci_bootstrap_low"], overall["ci_bootstrap_high"]] == list(cluster_bootstrap_interval([2, 1], [4, 3]))
+    assert list(rej["by_attempt"]) == ["0"] and rej["by_attempt"]["0"]["tested"] == 7
     assert (s["generated_tokens"], s["draft_tokens"], s["target_tokens"]) == (120, 84, 36)
     assert s["tokens_per_second"] == pytest.approx(30.0)
     assert s["latency"]["per_question"]["p50"] == pytest.approx(4.0)  # maxima 4, 6, 2
@@ -186,3 +161,14 @@ def test_summarize_rejects_bad_records() -> None:
         summarize(RECORDS, alpha=1.5)
     with pytest.raises(ValueError, match="wall_time must be > 0"):
         summarize(RECORDS, wall_time=0.0)
+
+
+def test_rejection_by_attempt_and_working_levels() -> None:
+    steps = [dict(step("resample", 0.2), level=0.1, resample_level=0.3),
+             dict(step("takeover", 0.05), attempt=1, level=0.12, resample_level=0.3),
+             dict(step("accept", 0.9), attempt=1, level=0.14, resample_level=0.3)]
+    s = summarize([rec("q1", 0, None, False, 1.0, steps), rec("q2", 0, None, False, 1.0, steps[:1])], alpha=0.3)
+    by_attempt = s["rejection"]["by_attempt"]
+    assert (by_attempt["0"]["tested"], by_attempt["0"]["rejected"]) == (2, 2)
+    assert (by_attempt["1"]["tested"], by_attempt["1"]["rejected"]) == (2, 1)
+    assert s["rejection"]["overall"]["level_mean"] == pytest.approx((0.1 + 0.12 + 0.14 + 0.1) / 4)

@@ -128,6 +128,10 @@ def test_write_report(runs: list[Path], tmp_path: Path) -> None:
     assert not (out / "sweep_samples.png").exists()
     assert "| a1_2 | draft_decode | 600 | 100 | 6e+11 | 1e+11 | 6.0 | 0.6 | 1 | 0 | 0.60 | memory |" in md and "Assumptions:" in md
     assert "conformal band not drawn for a1_cond" in md  # a1_2 planted its calibration size
+    section = md.split("## Rejection per stratum")[1].split("## Speed-up")[0]
+    assert "### a1_2" in section and "question-clustered 95%" in section and "warm-up share" in section
+    row = _row(section.split("### a1_2")[1].split("###")[0], "**all**")  # 5 of 20 rejected over its 3 questions
+    assert "| 20 |" in row and "| 25.0% |" in row and "(< 2 questions)" not in row
 
 
 def test_sweep_plots_when_n_and_turns_vary(tmp_path: Path) -> None:

@@ -28,3 +28,15 @@ def tiny_checkpoint(tmp_path_factory, bpe_tokenizer) -> Callable[[str], tuple[to
         return built[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def four_layers(tmp_path_factory, bpe_tokenizer):
+    """(transformers model, its directory, our LoadedModel) of a 4-layer tiny Llama: drafts made from
+    the target (layer skip, distilled layers) need a few layers to leave some out."""
+    from a1.models import load_model
+    from tiny_checkpoints import build_hf_model, save_checkpoint
+
+    hf_model = build_hf_model("llama", num_hidden_layers=4, tie_word_embeddings=False)
+    directory = save_checkpoint(hf_model, bpe_tokenizer, tmp_path_factory.mktemp("four_layers"))
+    return hf_model, directory, load_model(directory)

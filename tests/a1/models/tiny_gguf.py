@@ -40,8 +40,29 @@ def llama3_rope_factors(config) -> np.ndarray:
     return np.array(factors, dtype=np.float32)
 
 
+def quantized_tensor(data: np.ndarray, name: str, seed: int = 0) -> tuple[np.ndarray, object]:
+    """(raw bytes [N, row_bytes], GGML type) of a float32 [N, K] weight in block format `name`: the gguf
+    package's own quantization for Q4_0, Q4_1 and Q8_0; for the K-quants (which it cannot quantize)
+    random blocks of small weights, seeded, with the same shape."""
+    import gguf
+
+    qtype = gguf.GGMLQuantizationType[name]
+    if name in ("Q4_0", "Q4_1", "Q8_0"):
+        return gguf.quants.quantize(data, qtype), qtype
+    block_size, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, size=(data.shape[0] * data.shape[1] // block_size, block_bytes), dtype=np.uint8)
+    halves = {"Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}[name]
+    for offset in halves:  # d (and dmin) small and positive: weights of ~0.1
+        blocks[:, offset : offset + 2] = (rng.uniform(0.002, 0.006, len(blocks)).astype(np.float16)
+                                          .view(np.uint8).reshape(-1, 2))
+    return blocks.reshape(data.shape[0], -1), qtype
+
+
 def write_gguf(hf_model: torch.nn.Module, tokenizer_dir: Path, path: Path, arch: Optional[str] = None,
-               skip_tensors: Iterable[str] = ()) -> Path:
+               skip_tensors: Iterable[str] = (), formats: Optional[dict[str, str]] = None) -> Path:
+    """formats: GGUF tensor kind (attn_q, ffn_down, token_embd, output, ...) -> block format of its
+    2-D weights (quantized_tensor); the others are written as float32."""
     import gguf
 
     config = hf_model.config
@@ -70,7 +91,13 @@ def write_gguf(hf_model: torch.nn.Module, tokenizer_dir: Path, path: Path, arch:
             data = llama_cpp_permute(data, config.num_attention_heads, config.num_attention_heads)
         elif arch == "llama" and ".k_proj." in hf_name:
             data = llama_cpp_permute(data, config.num_attention_heads, config.num_key_value_heads)
-        if gguf_name not in skip_tensors:
+        kind = gguf_name.split(".")[-2]
+        if gguf_name in skip_tensors:
+            continue
+        if formats and kind in formats and data.ndim == 2:
+            raw, qtype = quantized_tensor(np.ascontiguousarray(data), formats[kind], seed=len(gguf_name))
+            writer.add_tensor(gguf_name, raw, raw_shape=raw.shape, raw_dtype=qtype)
+        else:
             writer.add_tensor(gguf_name, np.ascontiguousarray(data))
     if config.rope_parameters.get("rope_type") == "llama3":
         writer.add_tensor("rope_freqs.weight", llama3_rope_factors(config))

@@ -2,10 +2,11 @@
 with each other, with its token counts and with its stats."""
 from __future__ import annotations
 
+from a1.calibration import Levels, decide_at
 from a1.policy import decide
 
 
-def check_result(llm, result, mode, alpha=0.2, alpha_resample=None):
+def check_result(llm, result, mode, alpha=0.2, alpha_resample=None, adaptive=False, accept_warmup=False):
     tokenizer = llm.tokenizer
     tested = rejected = takeovers = 0
     for sample in result.samples:
@@ -24,7 +25,15 @@ def check_result(llm, result, mode, alpha=0.2, alpha_resample=None):
                 takeovers += step.decision == "takeover"
                 assert (step.p_value is None) == (mode == "sync")
                 if step.p_value is not None:
-                    assert 0 <= step.p_value <= 1 and step.decision == decide(step.p_value, alpha, alpha_resample)
+                    # decided at the working levels it records (alpha and alpha_resample unless adaptive)
+                    assert 0 <= step.p_value <= 1
+                    if not adaptive:
+                        assert (step.level, step.resample_level) == (alpha, alpha_resample)
+                        assert step.decision == decide(step.p_value, alpha, alpha_resample) or accept_warmup
+                    expected = decide_at(step.p_value, Levels(step.level, step.resample_level))
+                    assert step.decision == expected or (accept_warmup and step.in_warmup and step.decision == "accept")
+                else:
+                    assert step.level is None and step.resample_level is None
         if mode in ("target_only", "draft_only"):
             assert (sample.draft_tokens == 0) == (mode == "target_only")
             assert (sample.target_tokens == 0) == (mode == "draft_only")

@@ -53,6 +53,7 @@ def test_the_same_run_is_accepted(self_llm, cal_file):
     (dict(step_stop=("\n",)), "step_stop"),
     (dict(score="max_nll"), "score"),
     (dict(turn_edges=(1, 3)), "turn_edges"),
+    (dict(attempt_strata=False), "attempt_strata"),
     (dict(chat=False), "chat"),
     (dict(prompt_source={"dataset": "math500", "prompt_format": SOURCE["prompt_format"]}), "dataset"),
     (dict(prompt_source={"dataset": "gsm8k", "prompt_format": "other"}), "prompt_format"),

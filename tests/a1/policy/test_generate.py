@@ -180,7 +180,7 @@ def test_smollm2_self_mode_end_to_end():
 
 
 def test_an_end_without_a_boxed_answer_gets_one_forced(llm):
-    from a1.eval.answers import has_final_answer
+    from a1.answers.extract import has_final_answer
 
     results = run(llm, max_tokens=100, max_turns=20, num_samples=8)
     eos_ended = [s for r in results for s in r.samples if s.finish_reason == "eos"]

@@ -99,3 +99,24 @@ def test_a_request_the_engine_fails_fails_the_call_naming_the_sample(llm, monkey
     out = a1.policy.generate(["Then serve me."], target=llm, num_samples=2, max_tokens=24, step_tokens=6,
                              progress=False)
     assert len(out[0].samples) == 2
+
+
+def test_identical_redrafts_are_one_step_whatever_their_float_noise():
+    """keep_best on attempts whose tokens repeat (greedy redrafts): the first of the identical ones
+    stands for all, so two scorings of the same tokens that differ in the last bits (another batch
+    layout) never decide which is kept; a distinct, better attempt still wins."""
+    from a1.policy.context import Step
+    from a1.policy.sample_state import SampleState
+
+    def kept(attempts):
+        state = SampleState.__new__(SampleState)  # keep_best only calls roll_back and keep
+        calls = []
+        state.roll_back = lambda step, by="draft": calls.append(("back", step.attempt))
+        state.keep = lambda step: calls.append(("keep", step.attempt))
+        state.keep_best(attempts)
+        return calls
+
+    same = [Step(0, i, [5, 6, 7], None, None, score=s) for i, s in enumerate((2.0, 2.0 - 1e-12, 2.0 - 2e-12))]
+    assert kept(same) == [("back", 2), ("keep", 0)]
+    better = same[:2] + [Step(0, 2, [5, 6, 8], None, None, score=1.5)]
+    assert kept(better) == [("keep", 2)]

@@ -30,7 +30,7 @@ import pytest
 from a1.engine.sampling_params import SamplingParams
 from a1.models.registry import BUILTIN_MODELS
 from a1.policy import generate
-from a1.remote import RemoteEngine, RemoteLLM, RemoteRequestError
+from a1.remote import RemoteBackend, RemoteLLM, RemoteRequestError
 from policy_checks import check_result
 from remote_helpers import fixed_calibrator
 from serve_helpers import get
@@ -125,7 +125,7 @@ def engine(llama_server):
     url, proc = llama_server
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        engine = RemoteEngine(url, MODEL, max_model_len=2048)  # llama.cpp does not say its n_ctx
+        engine = RemoteBackend(url, MODEL, max_model_len=2048)  # llama.cpp does not say its n_ctx
     if proc.poll() is not None:  # e.g. a build for CPU features the machine does not enable
         pytest.fail(f"llama_cpp.server crashed (exit {proc.returncode}); rebuild it with "
                     f"CMAKE_ARGS='-DGGML_NATIVE=OFF': {proc.stderr.read()[-1000:]}")
@@ -249,7 +249,7 @@ def test_a_server_with_a_smaller_context_is_named_in_the_error(smollm2_llm):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            engine = RemoteEngine(server.url, MODEL, max_model_len=2048, check_alignment=False)
+            engine = RemoteBackend(server.url, MODEL, max_model_len=2048, check_alignment=False)
         prompt = chat(engine.tokenizer, "Write a long story about a cat.")
         engine.add_request(prompt, SamplingParams(temperature=0.0, max_tokens=200, ignore_eos=True))
         with pytest.raises(RemoteRequestError) as info:

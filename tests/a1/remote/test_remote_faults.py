@@ -10,7 +10,7 @@ import pytest
 
 from a1.engine.sampling_params import SamplingParams
 from a1.remote import (
-    RemoteAlignmentError, RemoteConfig, RemoteEngine, RemoteHTTPError, RemoteProtocolError, RemoteRequestError,
+    RemoteAlignmentError, RemoteConfig, RemoteBackend, RemoteHTTPError, RemoteProtocolError, RemoteRequestError,
     RemoteUnavailableError,
 )
 
@@ -18,7 +18,7 @@ FAST = dict(generate_timeout=0.5, score_timeout=0.5, connect_timeout=0.5, max_re
 
 
 def engine_for(server, tokenizer, protocol="openai", check_alignment=False, **config):
-    return RemoteEngine(server.url, tokenizer, protocol, model="tiny-target", check_alignment=check_alignment,
+    return RemoteBackend(server.url, tokenizer, protocol, model="tiny-target", check_alignment=check_alignment,
                         config=RemoteConfig(**{**FAST, **config}))
 
 
@@ -106,7 +106,7 @@ def test_an_unreachable_server_is_reported_at_once(char_tokenizer):
         port = sock.getsockname()[1]
     start = time.monotonic()
     with pytest.raises(RemoteUnavailableError, match="cannot reach the server"):
-        RemoteEngine(f"http://127.0.0.1:{port}", char_tokenizer, config=RemoteConfig(**FAST))
+        RemoteBackend(f"http://127.0.0.1:{port}", char_tokenizer, config=RemoteConfig(**FAST))
     assert time.monotonic() - start < 5
 
 

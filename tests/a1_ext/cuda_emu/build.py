@@ -104,6 +104,7 @@ _SIGNATURES = {  # entry.cpp's C functions
     "emu_step_score": [_P, _I32, _I64, _I64, _I64, _F32, _P, _P, _I64, _P, _P],
     "emu_linear_step_score": [_P, _P, _I32, _I64, _I64, _I64, _I64, _I64, _F32, _I64, _P, _P, _I64, _P, _P],
     "emu_sample": [_P, _I32, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P, _P],
+    "emu_sampling_probs": [_P, _I32, _I64, _I64, _I64, _P, _P, _P, _P, _P],
     "emu_speculative_verify": [_P, _I32, _I64, _P, _P, _P, _I32, _I64, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P,
                                _I64, _P, _P],
 }

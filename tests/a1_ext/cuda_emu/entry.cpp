@@ -135,6 +135,14 @@ int emu_sample(const void* logits, int kind, int64_t row_stride, int64_t rows, i
   return a1::cuda::launch_sample(logits, FloatType(kind), row_stride, rows, vocab, params, ids, logprob, nullptr);
 }
 
+int emu_sampling_probs(const void* logits, int kind, int64_t row_stride, int64_t rows, int64_t vocab,
+                       const float* temperature, const int64_t* top_k, const float* top_p, float* probs,
+                       int64_t* status) {
+  const a1::cuda::SamplingParams params{temperature, top_k, top_p, nullptr, nullptr};
+  return a1::cuda::launch_sampling_probs(logits, FloatType(kind), row_stride, rows, vocab, params, probs, status,
+                                         nullptr);
+}
+
 int emu_speculative_verify(const void* target, int target_kind, int64_t target_stride, const int64_t* drafts,
                            const int64_t* cu_num_draft, const void* draft_probs, int draft_kind, int64_t draft_stride,
                            int64_t batch, int64_t rows, int64_t vocab, const float* temperature, const int64_t* top_k,

@@ -143,6 +143,17 @@ def sample(logits, temperature, top_k, top_p, seed, offset):
     return ids, logprob
 
 
+def sampling_probs(logits, temperature, top_k, top_p):
+    """Returns (probs, status): status[b] = -1 where the kernel found no distribution in row b."""
+    rows, vocab = logits.shape
+    temperature, top_k, top_p = temperature.float().contiguous(), top_k.to(torch.int64).contiguous(), \
+        top_p.float().contiguous()
+    probs, status = torch.empty(rows, vocab), torch.empty(rows, dtype=torch.int64)
+    _check(lib().emu_sampling_probs(_ptr(logits), KIND[logits.dtype], logits.stride(0), rows, vocab, _ptr(temperature),
+                                    _ptr(top_k), _ptr(top_p), _ptr(probs), _ptr(status)), "sampling_probs")
+    return probs, status
+
+
 def speculative_verify(target_logits, draft_token_ids, cu_num_draft, draft_probs, temperature, top_k, top_p, seed,
                        offset):
     params = _params(temperature, top_k, top_p, seed, offset)

@@ -36,7 +36,7 @@ from sympy.functions.combinatorial.factorials import (
 )
 from sympy.functions.special.gamma_functions import gamma
 
-from a1.eval.answers import normalize_answer
+from a1.answers.extract import normalize_answer
 
 Method = Literal["math_verify", "normalized", "none"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from a1.eval.answers import extract_boxed, has_final_answer, normalize_answer
+from a1.answers.extract import extract_boxed, has_final_answer, normalize_answer
 
 
 @pytest.mark.parametrize("text, expected", [

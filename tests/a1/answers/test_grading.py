@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
-from a1.eval import grading
-from a1.eval.grading import Grade, answers_equivalent, grade, is_equivalent
+from a1.answers import grading
+from a1.answers.grading import Grade, answers_equivalent, grade, is_equivalent
 
 EQUIVALENT = [
     ("0.5", "\\frac{1}{2}"),

@@ -1,0 +1,250 @@
+"""a1 on a quantized GGUF file (blocks kept), the same file dequantized to fp32 (and bf16 with --bf16),
+and llama.cpp on that file: decode tok/s per batch size, prefill tok/s of one long prompt and peak
+resident memory, same thread count. Writes a markdown report.
+
+Usage: python benchmarks/bench_quantized.py [--model smollm2-135m] [--batches 1 8 32] [--new-tokens 64]
+       [--prompt-tokens 512] [--threads 2] [--repeats 2] [--bf16] [--out FILE]
+
+Every variant runs in a fresh process of this script (hidden --variant) so that its peak memory is its
+own; the token ids are made once here, so all variants compute on identical inputs.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+LLAMA = "llama.cpp"
+A1_VARIANTS: dict[str, str | None] = {"a1 quantized": None, "a1 fp32": "float32", "a1 bf16": "bfloat16"}
+# Filler for the prefill prompt: only its length matters, so any text that tokenizes plainly will do.
+FILLER = ("The committee met on Tuesday to review the harvest figures, the state of the northern roads "
+          "and the budget for the new library, and agreed to meet again after the spring rains. ")
+
+
+def round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set. VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so
+    a child started by subprocess (vfork + exec) starts with its parent's peak already in it."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def run_a1(dtype_name: str | None, job: dict[str, Any]) -> dict[str, Any]:
+    """One a1 variant: bench_engine's engine decode loop, then a prefill through the model's forward."""
+    import bench_engine  # first: it sets OMP_WAIT_POLICY before torch loads
+    import torch
+    from a1.distill.forward import prefill_hidden
+    from a1.models.loader import load_model
+
+    torch.set_num_threads(job["threads"])
+    base_mib = peak_rss_mib()  # python + torch + a1, before any weights
+    loaded = load_model(job["path"], dtype=getattr(torch, dtype_name) if dtype_name else None)
+    model = loaded.model
+    # The KV pool is written when allocated, so it is resident: size it to what the largest batch
+    # needs (no prefix sharing assumed, +25%) instead of the engine's 1 GiB default, or it would
+    # dominate the peak RSS being compared.
+    block = 16
+    tokens = max(job["batches"]) * round_up(len(job["prompt"]) + job["new_tokens"] + block, block)
+    kv_bytes = 1.25 * tokens * model.bytes_per_token()
+    rows = bench_engine.bench_a1(loaded, job["prompt"], job["batches"], job["new_tokens"], kv_bytes / 2**30,
+                                 job["repeats"])
+
+    long_prompt: list[int] = job["long_prompt"]
+
+    @torch.inference_mode()
+    def prefill(ids: list[int]) -> float:
+        # The last token's logits too: llama.cpp's prefill computes them (and only them).
+        start = time.perf_counter()
+        model.compute_logits(prefill_hidden(model, ids)[-1:])
+        return time.perf_counter() - start
+
+    prefill(long_prompt[:16])  # warm-up
+    prefill_s = min(prefill(long_prompt) for _ in range(job["repeats"]))
+    weights = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+    return {
+        "decode": {str(r["batch"]): r["decode_tok_s"] for r in rows},
+        "tokens": [int(t) for t in rows[0]["tokens"]],
+        "prefill": len(long_prompt) / prefill_s,
+        "weights_mib": weights / 2**20,
+        "kv_mib": kv_bytes / 2**20,
+        "rss_mib": peak_rss_mib(),
+        "base_mib": base_mib,
+    }
+
+
+def run_llama(job: dict[str, Any]) -> dict[str, Any]:
+    """llama.cpp through llama_cpp_runner.LlamaCpp. Its KV cache is not unified by default (n_ctx is
+    split evenly over n_seq_max sequences, like a1's per-sequence pages), so the one-sequence prefill
+    gets its own context with n_seq_max=1, closed before the decode context is made."""
+    import llama_cpp  # noqa: F401  (loaded now, so the baseline below includes its library)
+    from llama_cpp_runner import LlamaCpp
+
+    base_mib = peak_rss_mib()
+    prompt, long_prompt, threads = job["prompt"], job["long_prompt"], job["threads"]
+    runner = LlamaCpp(job["path"], threads, n_ctx=round_up(len(long_prompt) + 1, 256), n_seq_max=1)
+    runner.prefill(long_prompt[:16])  # warm-up
+    prefill_s = min(runner.prefill(long_prompt) for _ in range(job["repeats"]))
+    runner.close()
+
+    batches, new_tokens = job["batches"], job["new_tokens"]
+    per_seq = round_up(len(prompt) + new_tokens + 1, 256)
+    runner = LlamaCpp(job["path"], threads, n_ctx=max(batches) * per_seq, n_seq_max=max(batches))
+    runner.generate(prompt, 1, 4)  # warm-up
+    decode, tokens = {}, None
+    for batch in batches:
+        # Same measure as bench_engine's decode_tok_s: the new_tokens - 1 steps after every first token.
+        runs = [runner.generate(prompt, batch, new_tokens) for _ in range(job["repeats"])]
+        decode[str(batch)] = batch * (new_tokens - 1) / min(r["decode_s"] for r in runs)
+        tokens = tokens or runs[0]["tokens"]
+    runner.close()
+    return {"decode": decode, "tokens": [int(t) for t in tokens], "prefill": len(long_prompt) / prefill_s,
+            "rss_mib": peak_rss_mib(), "base_mib": base_mib}
+
+
+def run_variant(name: str, job: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """Run one variant in a fresh process of this script; its result, or {"error": ...}."""
+    with tempfile.TemporaryDirectory() as tmp:
+        job_file, result_file = Path(tmp, "job.json"), Path(tmp, "result.json")
+        job_file.write_text(json.dumps(job))
+        cmd = [sys.executable, os.path.abspath(__file__), "--variant", name,
+               "--job", str(job_file), "--result", str(result_file)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not result_file.exists():
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            return {"error": f"exit {proc.returncode}: {tail}"}
+        return json.loads(result_file.read_text())
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+        return platform.processor() or platform.machine()
+
+
+def cell(value: float, reference: float | None, fmt: str) -> str:
+    ratio = f" ({value / reference:.2f}x)" if reference else ""
+    return f"{value:{fmt}}{ratio}"
+
+
+def render(args: argparse.Namespace, results: dict[str, dict], path: Path, torch_version: str,
+           prompt_len: int, llama_note: str | None) -> str:
+    llama = results.get(LLAMA)
+    llama = llama if llama and "error" not in llama else None  # the reference of the ratios, if it ran
+    b0 = args.batches[0]
+    lines = [
+        "# Quantized GGUF: a1 vs llama.cpp",
+        "",
+        (f"CPU {cpu_model()}; {args.threads} threads; torch {torch_version}; "
+         f"{datetime.datetime.now():%Y-%m-%d %H:%M}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}."),
+        "",
+        (f"Model `{path.name}` ({path.stat().st_size / 2**20:.1f} MiB file). Decode: tok/s of the "
+         f"{args.new_tokens - 1} greedy steps after every sequence's first token, batch B copies of a "
+         f"{prompt_len}-token prompt. Prefill: one {args.prompt_tokens}-token prompt (with its last token's "
+         f"logits). Fastest of {args.repeats}. Peak RSS: the variant's own process (VmHWM), model load and KV "
+         "cache included. (x) = a1 / llama.cpp: above 1 is faster for tok/s, more memory for RSS."),
+        "",
+        "| variant | " + " | ".join(f"decode tok/s B={b}" for b in args.batches)
+        + f" | prefill tok/s | peak RSS MiB | greedy B={b0} agrees with llama.cpp |",
+        "|---|" + "---:|" * (len(args.batches) + 2) + "---|",
+    ]
+    notes = []
+    for name, res in results.items():
+        if "error" in res:
+            lines.append(f"| {name} | " + " | ".join(["-"] * (len(args.batches) + 2)) + " | failed |")
+            notes.append(f"{name} failed: {res['error']}")
+            continue
+        ref = llama if name != LLAMA else None
+        decode = [cell(res["decode"][str(b)], ref and ref["decode"][str(b)], ".1f") for b in args.batches]
+        agree = "-"
+        if ref:
+            same = next((i for i, (a, b) in enumerate(zip(res["tokens"], ref["tokens"])) if a != b), len(res["tokens"]))
+            agree = "all" if same == len(res["tokens"]) else f"first {same} of {len(res['tokens'])}"
+        lines.append(f"| {name} | " + " | ".join(decode) + f" | {cell(res['prefill'], ref and ref['prefill'], '.1f')} "
+                     f"| {cell(res['rss_mib'], ref and ref['rss_mib'], '.0f')} | {agree} |")
+        extra = f"weights {res['weights_mib']:.0f} MiB, KV pool {res['kv_mib']:.0f} MiB; " if "kv_mib" in res else ""
+        notes.append(f"{name}: {extra}RSS after imports, before loading: {res['base_mib']:.0f} MiB.")
+    if llama_note:
+        notes.append(llama_note)
+    elif llama:
+        notes.append("llama.cpp: f16 KV cache; n_ctx split over the sequences (kv_unified off, its default).")
+    return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m", help="a GGUF file or a built-in name")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--prompt-tokens", type=int, default=512, help="length of the prefill prompt")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads and llama.cpp threads")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per measurement; the fastest is reported")
+    parser.add_argument("--bf16", action="store_true", help="also run a1 with the weights dequantized to bfloat16")
+    parser.add_argument("--out", default="benchmarks/quantized_results.md")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.variant:  # child process: one variant, result as JSON
+        job = json.loads(Path(args.job).read_text())
+        result = run_llama(job) if args.variant == LLAMA else run_a1(A1_VARIANTS[args.variant], job)
+        Path(args.result).write_text(json.dumps(result))
+        return
+    if args.new_tokens < 2:
+        parser.error("--new-tokens must be at least 2 (decode speed is measured after the first token)")
+
+    import bench_engine  # its PROMPT; importing it also sets OMP_WAIT_POLICY, which the children inherit
+    import torch
+    from a1.models.gguf_loader import open_gguf, read_gguf_config, read_gguf_tokenizer
+    from a1.models.loader import resolve_model_path
+
+    path = resolve_model_path(args.model)
+    if path.suffix.lower() != ".gguf":
+        parser.error(f"{path} is not a .gguf file")
+    # Only the tokenizer here: token ids are made once and handed to every variant.
+    tokenizer = read_gguf_tokenizer(path, read_gguf_config(open_gguf(path), path))
+    text = tokenizer.apply_chat_template([{"role": "user", "content": bench_engine.PROMPT}], add_generation_prompt=True)
+    prompt = tokenizer.encode(text, add_special_tokens=False)
+    filler = tokenizer.encode(FILLER, add_special_tokens=False)
+    long_prompt = (filler * (args.prompt_tokens // len(filler) + 1))[: args.prompt_tokens]
+    job = {"path": str(path), "threads": args.threads, "batches": args.batches, "new_tokens": args.new_tokens,
+           "repeats": args.repeats, "prompt": prompt, "long_prompt": long_prompt}
+    # The same thread count for torch's and llama.cpp's OpenMP pools (each also sets it explicitly).
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+
+    names = [n for n in A1_VARIANTS if n != "a1 bf16" or args.bf16]
+    llama_note = None
+    try:
+        import llama_cpp  # noqa: F401
+        names.append(LLAMA)
+    except (ImportError, OSError, RuntimeError) as err:  # not installed, or its shared library fails to load
+        llama_note = f"llama.cpp skipped: `import llama_cpp` failed ({type(err).__name__}: {err}); no ratios."
+    results = {}
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results[name] = run_variant(name, job, env)
+    report = render(args, results, path, torch.__version__, len(prompt), llama_note)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()

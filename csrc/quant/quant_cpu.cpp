@@ -1,0 +1,121 @@
+// CPU glue of the quantized ops. a1::dequantize decodes whole rows exactly (the embedding lookup
+// reads only the rows it needs). a1::quant_linear multiplies by GGUF blocks without widening them:
+// up to kGemvMaxTokens token rows (decode steps) run the kernel that decodes each block in
+// registers and streams the weights once per token tile (quant/quant_gemv_kernels.h); more rows
+// (prefill, scoring) decode 16-row panels into a per-thread fp32 buffer and run the fp32 packed
+// kernel on them (quant/quant_gemm_kernels.h). Both pick AVX-512, AVX2 or baseline code at run time.
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <memory>
+#include <vector>
+
+#include "quant/quant_checks.h"
+#include "quant/quant_cpu.h"
+#include "quant/quant_gemm_kernels.h"
+
+namespace a1 {
+namespace {
+
+// Token rows up to which the in-register decode path beats decoding panels for the packed kernel
+// (benchmarks/bench_quantized.py --kernels on the benchmark machine).
+constexpr int64_t kGemvMaxTokens = 8;
+// Below this many weights per thread a fork/join costs more than it saves.
+constexpr int64_t kMinWeightsPerThread = 1 << 16;
+
+template <class Fn>
+void parallel_units(int64_t units, int64_t weights_per_unit, const Fn& fn) {
+  const int64_t grain = std::max<int64_t>(1, kMinWeightsPerThread / std::max<int64_t>(1, weights_per_unit));
+  if (units <= grain) {
+    fn(0, units);
+  } else {
+    at::parallel_for(0, units, grain, fn);
+  }
+}
+
+quant::QuantGemmParams gemm_params(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                   at::Tensor& out, quant::Format format) {
+  return {x.data_ptr<float>(),
+          x.stride(0),
+          weight.data_ptr<uint8_t>(),
+          weight.size(1) * weight.size(2),
+          bias.defined() ? bias.data_ptr<float>() : nullptr,
+          out.data_ptr<float>(),
+          x.size(0),
+          weight.size(0),
+          x.size(1),
+          format};
+}
+
+// Weight rows [n_begin, n_end) for every token row, by the in-register decode kernel.
+void gemv_rows(const quant::QuantGemmParams& p, int64_t n_begin, int64_t n_end, simd::Isa isa) {
+  const quant::QuantGemvRowsFn rows_fn = quant::select_quant_gemv_rows(isa);
+  const int64_t align = quant::kQuantRowAlignment;
+  const int64_t units = (n_end - n_begin + align - 1) / align;
+  parallel_units(units, align * p.in_features, [&](int64_t begin, int64_t end) {
+    rows_fn(p, n_begin + begin * align, std::min(n_end, n_begin + end * align));
+  });
+}
+
+// Whole 16-row panels by decoding them for the packed kernel; returns the rows it covered.
+int64_t gemm_panels(const quant::QuantGemmParams& p, simd::Isa isa) {
+  const int64_t K = p.in_features, P = linear::kPanelWidth, num_panels = p.out_features / P;
+  if (num_panels == 0) return 0;
+  const linear::PackedGemmKernel packed = linear::select_packed_gemm(isa);
+  const quant::QuantGemmUnitFn unit_fn = quant::select_quant_gemm_unit(isa);
+  // Token rows packed once, chunk by chunk, as the packed kernel reads them.
+  const std::unique_ptr<float[]> x_tiles(new float[p.tokens * K]);
+  for (int64_t t0 = 0; t0 < p.tokens; t0 += quant::kGemmTokenChunk)
+    packed.pack_fn(p.x + t0 * p.x_stride, p.x_stride, std::min(quant::kGemmTokenChunk, p.tokens - t0), K,
+                   x_tiles.get() + t0 * K);
+  const int64_t per_unit = quant::kPanelsPerUnit, units = (num_panels + per_unit - 1) / per_unit;
+  parallel_units(units, per_unit * P * K * std::max<int64_t>(1, p.tokens / 8), [&](int64_t begin, int64_t end) {
+    const std::unique_ptr<float[]> buffer(new float[per_unit * K * P]);  // this thread's decoded panels
+    for (int64_t u = begin; u < end; ++u)
+      unit_fn(p, x_tiles.get(), u * per_unit, std::min(num_panels, (u + 1) * per_unit), buffer.get());
+  });
+  return num_panels * P;
+}
+
+at::Tensor dequantize_cpu(const at::Tensor& weight, const std::optional<at::Tensor>& rows) {
+  const quant::Format format = check_dequantize_inputs(weight, rows);
+  TORCH_CHECK(weight.device().is_cpu(), "weight must be a CPU tensor for the CPU kernel, got ", weight.device());
+  const int64_t K = quant_in_features(weight, format);
+  std::vector<int64_t> indices;
+  if (rows.has_value()) indices = index_values(*rows, "rows");
+  const int64_t count = rows.has_value() ? static_cast<int64_t>(indices.size()) : weight.size(0);
+  at::Tensor out = at::empty({count, K}, weight.options().dtype(at::kFloat));
+  if (count == 0 || K == 0) return out;
+  const quant::DequantizeRowsFn fn = quant::select_dequantize_rows(simd::select_isa());
+  const uint8_t* data = weight.data_ptr<uint8_t>();
+  const int64_t row_bytes = weight.size(1) * weight.size(2);
+  const int64_t* picked = rows.has_value() ? indices.data() : nullptr;
+  float* dst = out.data_ptr<float>();
+  parallel_units(count, K, [&](int64_t begin, int64_t end) { fn(format, data, row_bytes, K, picked, begin, end, dst, K); });
+  return out;
+}
+
+}  // namespace
+
+at::Tensor quant_linear_cpu(const at::Tensor& x_in, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  const quant::Format format = check_quant_linear_inputs(x_in, weight, bias);
+  TORCH_CHECK(x_in.device().is_cpu(), "x must be a CPU tensor for the CPU kernel, got ", x_in.device());
+  const at::Tensor x = x_in.stride(1) == 1 || x_in.size(1) <= 1 ? x_in : x_in.contiguous();
+  at::Tensor out = at::empty({x.size(0), weight.size(0)}, x.options());
+  if (out.numel() == 0) return out;
+  if (x.size(1) == 0) return bias.has_value() ? out.copy_(bias->expand_as(out)) : out.zero_();
+  const at::Tensor bias_contiguous = bias.has_value() ? bias->contiguous() : at::Tensor();
+  const quant::QuantGemmParams p = gemm_params(x, weight, bias_contiguous, out, format);
+  const simd::Isa isa = simd::select_isa();
+  const int64_t covered = x.size(0) > kGemvMaxTokens ? gemm_panels(p, isa) : 0;
+  if (covered < p.out_features) gemv_rows(p, covered, p.out_features, isa);
+  return out;
+}
+
+TORCH_LIBRARY_IMPL(a1, CPU, m) {
+  m.impl("dequantize", &dequantize_cpu);
+  m.impl("quant_linear", &quant_linear_cpu);
+}
+
+}  // namespace a1

