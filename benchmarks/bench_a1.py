@@ -151,6 +151,59 @@ def plot(rows: dict[str, dict], alphas: list[float], path: Path) -> None:
     fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
+def compare(target, draft, draft_name: str, *, out: Path, dataset: str, limit: int, samples: int,
+            alphas: list[float], methods: list[str], max_tokens: int, step_tokens: int, turns: int,
+            target_name: str, progress: bool = True, data: Optional[str] = None) -> str:
+    """Run every method (and α) into out/<method>-a<α> with fresh engines on the loaded `target` and
+    `draft` (LoadedModels), then `a1 report` over them; returns (and writes to out/comparison.md) the
+    comparison table with the goals checked. `data`: a JSONL file of questions instead of `dataset`."""
+    import torch
+
+    from a1.eval.report import write_report
+    from a1.eval.runner import EvalSettings, run_eval
+    from a1.llm import LLM
+
+    plan = [(m, None) for m in methods if m in ("target_only", "draft_only")]
+    plan += [(m, a) for m in methods if m in ("sync", "a1") for a in alphas]
+    common = dict(dataset=dataset, data=data, limit=limit, num_samples=samples, max_tokens=max_tokens,
+                  step_tokens=step_tokens, max_turns=turns, target=target_name, progress=progress)
+    rows: dict[str, dict] = {}
+    started = time.perf_counter()
+    for method, alpha in plan:
+        name = method if alpha is None else f"{method}-a{alpha:g}"
+        own = "self" if method == "target_only" else draft_name  # target_only needs no draft
+        settings = EvalSettings.build(method=method, draft=own, out=str(out / name), **common,
+                                      **({} if alpha is None else {"alpha": alpha}))
+        print(f"== {name}", flush=True)
+        llm = LLM(target, draft=None if own == "self" else draft, seed=settings.policy.seed)  # fresh engines
+        run_eval(settings, llm=llm)
+        rows[name] = run_row(name, out / name)
+    report = write_report([out / name for name in rows], out / "report")
+    base = rows.get("target_only")
+    lines = [f"# bench_a1: {dataset}, {limit} questions x N={samples}, draft {draft_name}",
+             f"machine: {cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; "
+             f"load average at the end {os.getloadavg()[0]:.1f}; total {time.perf_counter() - started:.0f} s", ""]
+    if base:
+        lines += [table(list(rows.values()), base), ""] + goals(rows, alphas)
+        plot(rows, alphas, out / "accuracy_vs_cost.png")
+    text = "\n".join(lines) + "\n"
+    (out / "comparison.md").write_text(text)
+    print(text + f"\nwrote {out / 'comparison.md'}, {out / 'accuracy_vs_cost.png'} and {report}")
+    return text
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default="smollm2-135m")
@@ -167,49 +220,21 @@ def main() -> int:
     parser.add_argument("--out", default="runs/bench_a1")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
+    import dataclasses
+
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from a1.eval.report import write_report
-    from a1.eval.runner import EvalSettings, run_eval
-    from a1.llm import LLM
     from a1.models.draft_spec import load_draft
     from a1.models.loader import load_model
 
-    alphas = [float(a) for a in args.alphas.split(",")]
-    methods = [m.strip() for m in args.methods.split(",")]
-    plan = [(m, None) for m in methods if m in ("target_only", "draft_only")]
-    plan += [(m, a) for m in methods if m in ("sync", "a1") for a in alphas]
-    out = Path(args.out)
-    import dataclasses
-
     target = dataclasses.replace(load_model(args.target), source=args.target)  # runs name it as given
     draft = load_draft(args.draft, target, name="--draft") or load_model(args.draft)
-    common = dict(dataset=args.dataset, limit=args.limit, num_samples=args.samples, max_tokens=args.max_tokens,
-                  step_tokens=args.step_tokens, max_turns=args.turns, target=args.target, progress=not args.no_progress)
-    rows: dict[str, dict] = {}
-    started = time.perf_counter()
-    for method, alpha in plan:
-        name = method if alpha is None else f"{method}-a{alpha:g}"
-        own = "self" if method == "target_only" else args.draft  # target_only needs no draft
-        settings = EvalSettings.build(method=method, draft=own, out=str(out / name), **common,
-                                      **({} if alpha is None else {"alpha": alpha}))
-        print(f"== {name}", flush=True)
-        llm = LLM(target, draft=None if own == "self" else draft, seed=settings.policy.seed)  # fresh engines
-        run_eval(settings, llm=llm)
-        rows[name] = run_row(name, out / name)
-    report = write_report([out / name for name in rows], out / "report")
-    base = rows.get("target_only")
-    lines = [f"# bench_a1: {args.dataset}, {args.limit} questions x N={args.samples}, draft {args.draft}",
-             f"machine: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; "
-             f"load average at the end {os.getloadavg()[0]:.1f}; total {time.perf_counter() - started:.0f} s", ""]
-    if base:
-        lines += [table(list(rows.values()), base), ""] + goals(rows, alphas)
-        plot(rows, alphas, out / "accuracy_vs_cost.png")
-    text = "\n".join(lines) + "\n"
-    (out / "comparison.md").write_text(text)
-    print(text + f"\nwrote {out / 'comparison.md'}, {out / 'accuracy_vs_cost.png'} and {report}")
+    compare(target, draft, args.draft, out=Path(args.out), dataset=args.dataset, limit=args.limit,
+            samples=args.samples, alphas=[float(a) for a in args.alphas.split(",")],
+            methods=[m.strip() for m in args.methods.split(",")], max_tokens=args.max_tokens,
+            step_tokens=args.step_tokens, turns=args.turns, target_name=args.target, progress=not args.no_progress)
     return 0
 
 

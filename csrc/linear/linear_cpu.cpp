@@ -11,6 +11,7 @@
 
 #include <memory>
 
+#include "common/parallel_rows.h"
 #include "linear/linear_checks.h"
 #include "linear/linear_cpu.h"
 #include "linear/packed_gemm_kernels.h"
@@ -24,8 +25,6 @@ namespace {
 constexpr int64_t kSkinnyMaxTokens = 32;
 // Token rows per pass of the packed kernel over the weights.
 constexpr int64_t kPackedTokenChunk = 64;
-// Below this many weight elements per thread a fork/join costs more than it saves.
-constexpr int64_t kMinWeightsPerThread = 1 << 16;
 
 bool has_unit_inner_strides(const at::Tensor& x, const at::Tensor& weight) {
   return x.size(0) >= 1 && x.size(1) >= 1 && (x.stride(1) == 1 || x.size(1) == 1) &&
@@ -41,17 +40,6 @@ bool use_packed_kernel(const at::Tensor& x, const at::Tensor& weight) {
   return x.scalar_type() == at::kFloat && is_weight_panels(weight) && has_unit_inner_strides(x, weight);
 }
 
-// Runs fn(begin, end) over [0, units) on at::parallel_for workers when the work is worth a fork.
-template <class Fn>
-void parallel_units(int64_t units, int64_t weights_per_unit, const Fn& fn) {
-  const int64_t grain = std::max<int64_t>(1, kMinWeightsPerThread / std::max<int64_t>(1, weights_per_unit));
-  if (units <= grain) {
-    fn(0, units);
-  } else {
-    at::parallel_for(0, units, grain, fn);
-  }
-}
-
 at::Tensor skinny_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::Tensor out) {
   const int64_t out_features = weight.size(0), in_features = x.size(1);
   const linear::SkinnyGemmParams params{x.data_ptr<float>(), x.stride(0), weight.data_ptr<float>(), weight.stride(0),
@@ -60,7 +48,7 @@ at::Tensor skinny_linear(const at::Tensor& x, const at::Tensor& weight, const at
   const linear::SkinnyGemmRowsFn rows_fn = linear::select_skinny_gemm_rows(simd::select_isa());
   // Units of kRowAlignment rows, so the thread boundaries fall on whole register blocks.
   const int64_t units = (out_features + linear::kRowAlignment - 1) / linear::kRowAlignment;
-  parallel_units(units, linear::kRowAlignment * in_features, [&](int64_t begin, int64_t end) {
+  for_each_weight_range(units, linear::kRowAlignment * in_features, [&](int64_t begin, int64_t end) {
     rows_fn(params, begin * linear::kRowAlignment, std::min(out_features, end * linear::kRowAlignment));
   });
   return out;
@@ -85,7 +73,7 @@ at::Tensor packed_linear(const at::Tensor& x, const at::Tensor& panels, const at
                                           rows,
                                           out_features,
                                           in_features};
-    parallel_units(units, linear::kPanelAlignment * linear::kPanelWidth * in_features, [&](int64_t begin, int64_t end) {
+    for_each_weight_range(units, linear::kPanelAlignment * linear::kPanelWidth * in_features, [&](int64_t begin, int64_t end) {
       kernel.panels_fn(params, begin * linear::kPanelAlignment, std::min(num_panels, end * linear::kPanelAlignment));
     });
   }

@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/parallel_rows.h"
 #include "quant/quant_checks.h"
 #include "quant/quant_cpu.h"
 #include "quant/quant_gemm_kernels.h"
@@ -19,20 +20,8 @@ namespace a1 {
 namespace {
 
 // Token rows up to which the in-register decode path beats decoding panels for the packed kernel
-// (benchmarks/bench_quantized.py --kernels on the benchmark machine).
+// (measured on the benchmark machine, SmolLM2-135M's shapes, by timing quant_linear at 1-32 rows).
 constexpr int64_t kGemvMaxTokens = 8;
-// Below this many weights per thread a fork/join costs more than it saves.
-constexpr int64_t kMinWeightsPerThread = 1 << 16;
-
-template <class Fn>
-void parallel_units(int64_t units, int64_t weights_per_unit, const Fn& fn) {
-  const int64_t grain = std::max<int64_t>(1, kMinWeightsPerThread / std::max<int64_t>(1, weights_per_unit));
-  if (units <= grain) {
-    fn(0, units);
-  } else {
-    at::parallel_for(0, units, grain, fn);
-  }
-}
 
 quant::QuantGemmParams gemm_params(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                    at::Tensor& out, quant::Format format) {
@@ -53,7 +42,7 @@ void gemv_rows(const quant::QuantGemmParams& p, int64_t n_begin, int64_t n_end, 
   const quant::QuantGemvRowsFn rows_fn = quant::select_quant_gemv_rows(isa);
   const int64_t align = quant::kQuantRowAlignment;
   const int64_t units = (n_end - n_begin + align - 1) / align;
-  parallel_units(units, align * p.in_features, [&](int64_t begin, int64_t end) {
+  for_each_weight_range(units, align * p.in_features, [&](int64_t begin, int64_t end) {
     rows_fn(p, n_begin + begin * align, std::min(n_end, n_begin + end * align));
   });
 }
@@ -70,7 +59,7 @@ int64_t gemm_panels(const quant::QuantGemmParams& p, simd::Isa isa) {
     packed.pack_fn(p.x + t0 * p.x_stride, p.x_stride, std::min(quant::kGemmTokenChunk, p.tokens - t0), K,
                    x_tiles.get() + t0 * K);
   const int64_t per_unit = quant::kPanelsPerUnit, units = (num_panels + per_unit - 1) / per_unit;
-  parallel_units(units, per_unit * P * K * std::max<int64_t>(1, p.tokens / 8), [&](int64_t begin, int64_t end) {
+  for_each_weight_range(units, per_unit * P * K * std::max<int64_t>(1, p.tokens / 8), [&](int64_t begin, int64_t end) {
     const std::unique_ptr<float[]> buffer(new float[per_unit * K * P]);  // this thread's decoded panels
     for (int64_t u = begin; u < end; ++u)
       unit_fn(p, x_tiles.get(), u * per_unit, std::min(num_panels, (u + 1) * per_unit), buffer.get());
@@ -92,7 +81,7 @@ at::Tensor dequantize_cpu(const at::Tensor& weight, const std::optional<at::Tens
   const int64_t row_bytes = weight.size(1) * weight.size(2);
   const int64_t* picked = rows.has_value() ? indices.data() : nullptr;
   float* dst = out.data_ptr<float>();
-  parallel_units(count, K, [&](int64_t begin, int64_t end) { fn(format, data, row_bytes, K, picked, begin, end, dst, K); });
+  for_each_weight_range(count, K, [&](int64_t begin, int64_t end) { fn(format, data, row_bytes, K, picked, begin, end, dst, K); });
   return out;
 }
 

@@ -91,6 +91,10 @@ class DecoderLM(torch.nn.Module):
 
     def _apply(self, fn, recurse=True):
         module = super()._apply(fn, recurse)
+        if self.device.type != "cpu" and any(is_quantized(p) for p in self.parameters()):
+            raise NotImplementedError(
+                "a model with GGUF block weights runs on the CPU only (a1 has no CUDA kernels for them yet): "
+                "load the .gguf with dtype=torch.float16, torch.bfloat16 or torch.float32 to move it to a GPU")
         # Panels are the layout of a1's CPU fp32 kernel only: after a move to a GPU or a cast, give
         # BLAS / cuBLAS their [N, K] back rather than a batched product per weight.
         if self.device.type != "cpu" or self.dtype != torch.float32:

@@ -125,3 +125,11 @@ def test_smollm2_quantized_in_the_engine(smollm2_pair):
     score_f = LLM(fp32, kv_cache_gb=0.05).score(out_f.prompt_token_ids, out_f.token_ids[:6])
     torch.testing.assert_close(torch.tensor(score_q.token_logprobs), torch.tensor(score_f.token_logprobs),
                                atol=SMOLLM2_LOGPROB_TOLERANCE, rtol=0)
+
+
+def test_a_quantized_model_refuses_to_leave_the_cpu(wide_llama, tmp_path):
+    """No CUDA kernels for block weights yet: a move says so and names the way out (a dtype)."""
+    hf_model, directory = wide_llama
+    model = load_model(write_gguf(hf_model, directory, tmp_path / "q8.gguf", formats={"attn_output": "Q8_0"})).model
+    with pytest.raises(NotImplementedError, match="dtype=torch.float16"):
+        model.to("meta")
