@@ -133,3 +133,15 @@ def test_a_quantized_model_refuses_to_leave_the_cpu(wide_llama, tmp_path):
     model = load_model(write_gguf(hf_model, directory, tmp_path / "q8.gguf", formats={"attn_output": "Q8_0"})).model
     with pytest.raises(NotImplementedError, match="dtype=torch.float16"):
         model.to("meta")
+
+
+def test_a_distilled_draft_s_probe_reads_block_weights_as_the_dequantized_model(wide_llama, tmp_path):
+    """A distilled draft checks its target by a probe of its weights in [N, K] coordinates: the same
+    file loaded quantized or dequantized gives the same probe (a1.models.layers.dense_weight)."""
+    from a1.models.draft_dir import probe_mismatch, weights_probe
+
+    hf_model, directory = wide_llama
+    path = write_gguf(hf_model, directory, tmp_path / "mixed.gguf", formats=MIXED)
+    quantized, dequantized = load_model(path).model, load_model(path, dtype=torch.float32).model
+    assert weights_probe(quantized) == weights_probe(dequantized)
+    assert probe_mismatch(weights_probe(dequantized), quantized) is None
