@@ -12,7 +12,7 @@ import pytest
 from a1.cli import COMMANDS, main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "eval"))
-from tiny_cli import tiny_llm  # noqa: E402
+from tiny_cli import TWO_QUESTIONS, tiny_llm  # noqa: E402
 
 TINY_FLAGS = ["--samples", "2", "--max-tokens", "96", "--step-tokens", "12", "--turns", "4", "--no-progress"]
 
@@ -25,8 +25,7 @@ def llm():
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     path = tmp_path / "q.jsonl"
-    path.write_text('{"id": "a", "problem": "What is 1+1?", "answer": "2"}\n'
-                    '{"id": "b", "problem": "What is 2+2?", "answer": "4"}\n')
+    path.write_text(TWO_QUESTIONS)
     return path
 
 

@@ -14,7 +14,7 @@ import torch
 
 from .base import DecoderLM
 from .config import ModelConfig, positive_int
-from .gguf_quantized import load_quantized_weights
+from .gguf_quantized import load_quantized_weights, rope_row_order
 from .tokenizer import Tokenizer
 from .weights import load_hf_weights
 
@@ -57,10 +57,8 @@ def hf_tensor_name(gguf_name: str) -> Optional[str]:
 
 
 def unpermute_rope_rows(weights: np.ndarray, num_heads: int) -> np.ndarray:
-    """Undo convert_hf_to_gguf.py's permute of llama q/k rows (interleaved -> half-split RoPE):
-    rows (head, 2, half) were written as (head, half, 2)."""
-    half = weights.shape[0] // num_heads // 2
-    return weights.reshape(num_heads, half, 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+    """Undo convert_hf_to_gguf.py's permute of llama q/k rows (gguf_quantized.rope_row_order)."""
+    return weights[rope_row_order(weights.shape[0], num_heads).numpy()]
 
 
 class GGUFCheckpoint(Mapping):

@@ -79,8 +79,10 @@ def _block_format(tensors: list[Any]) -> Optional[QuantFormat]:
     return formats.pop() if len(formats) == 1 and None not in formats else None
 
 
-def _rope_permutation(rows: int, num_heads: int) -> torch.Tensor:
-    """Row order that undoes llama.cpp's permute of llama q/k (gguf_loader.unpermute_rope_rows)."""
+def rope_row_order(rows: int, num_heads: int) -> torch.Tensor:
+    """The row order that undoes convert_hf_to_gguf.py's permute of llama q/k rows (interleaved ->
+    half-split RoPE: rows (head, 2, half) were written as (head, half, 2)): W_hf = W_gguf[order].
+    Whole rows move, so it serves float rows and block rows alike."""
     half = rows // num_heads // 2
     return torch.arange(rows).view(num_heads, half, 2).transpose(1, 2).reshape(-1)
 
@@ -148,5 +150,5 @@ def _read_blocks(handle: Any, tensors: list[Any], names: list[str], out: torch.T
             raise ValueError(f"{handle.name}: truncated data for {tensor.name}")
         if config.arch == "llama" and (".q_proj." in name or ".k_proj." in name):
             heads = config.num_heads if ".q_proj." in name else config.num_kv_heads
-            part.copy_(part[_rope_permutation(rows, heads)])  # whole rows move: the blocks are untouched
+            part.copy_(part[rope_row_order(rows, heads)])  # whole rows move: the blocks are untouched
         start += rows

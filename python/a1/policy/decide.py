@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Optional
 
+from a1.calibration import Levels, decide_at
+
 ACTIONS = ("accept", "resample", "takeover")
 
 
@@ -51,11 +53,7 @@ class DecisionRule:
         p = float(p)
         if math.isnan(p) or not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be in [0, 1], got {p!r}")
-        if p <= self.alpha_takeover:
-            return "takeover"
-        if self.alpha_resample is not None and p <= self.alpha_resample:
-            return "resample"
-        return "accept"
+        return decide_at(p, Levels(self.alpha_takeover, self.alpha_resample))  # the one three-way rule
 
 
 def decide(p: float, alpha_takeover: float, alpha_resample: Optional[float] = None) -> str:

@@ -17,7 +17,7 @@ from a1.cli import main
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "models"))
-from tiny_cli import tiny_llm  # noqa: E402
+from tiny_cli import TWO_QUESTIONS, tiny_llm  # noqa: E402
 from tiny_gguf import write_tokenizer_gguf  # noqa: E402
 
 TINY = ["--samples", "2", "--max-tokens", "48", "--step-tokens", "12", "--turns", "3", "--no-progress"]
@@ -32,8 +32,7 @@ def llm():
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     path = tmp_path / "q.jsonl"
-    path.write_text('{"id": "a", "problem": "What is 1+1?", "answer": "2"}\n'
-                    '{"id": "b", "problem": "What is 2+2?", "answer": "4"}\n')
+    path.write_text(TWO_QUESTIONS)
     return path
 
 

@@ -16,6 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "policy"))
 from tiny_pair import CharTokenizer, tiny_loaded  # noqa: E402
 
 TARGET, DRAFT = "tiny-target", "tiny-draft"
+# Two questions as `a1 eval --data` reads them: what the CLI tests run on.
+TWO_QUESTIONS = ('{"id": "a", "problem": "What is 1+1?", "answer": "2"}\n'
+                 '{"id": "b", "problem": "What is 2+2?", "answer": "4"}\n')
 
 
 def tiny_llm(self_mode: bool = False):

@@ -20,6 +20,16 @@ from a1.calibration import Calibrator  # noqa: E402
 TURNS = (0, 1, 2, 4, 8)
 
 
+def run_engine(engine, limit: int = 200) -> list:
+    """Every output of an engine stepped until it has nothing unfinished (within `limit` steps)."""
+    outs = []
+    for _ in range(limit):
+        if not engine.has_unfinished():
+            return outs
+        outs.extend(engine.step())
+    raise AssertionError("the engine did not finish within the step limit")
+
+
 def fixed_calibrator(low: float, high: float, count: int = 40, turn_edges=(1, 2, 4, 8)) -> Calibrator:
     """count log-spaced scores in [low, high] in every turn stratum (no updates during a run)."""
     calibrator = Calibrator(turn_edges, per_question=False, smoothed=False, seed=0)

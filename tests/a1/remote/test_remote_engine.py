@@ -10,6 +10,7 @@ import pytest
 from a1.engine.outputs import RequestOutput, ScoreResult
 from a1.engine.sampling_params import SamplingParams
 from a1.remote import RemoteBackend
+from remote_helpers import run_engine
 
 PROTOCOLS = ["openai", "sglang"]
 
@@ -18,20 +19,11 @@ def remote(server, tokenizer, protocol, model="tiny-target", **kwargs):
     return RemoteBackend(server.url, tokenizer, protocol, model=model, **kwargs)
 
 
-def run(engine, limit: int = 200) -> list:
-    outs = []
-    for _ in range(limit):
-        if not engine.has_unfinished():
-            return outs
-        outs.extend(engine.step())
-    raise AssertionError("the engine did not finish within the step limit")
-
-
 def local_generate(local_pair, prompt, params):
     engine = local_pair.pair.target
     seq = engine.add_sequence(prompt)
     engine.add_request(seq_id=seq, params=params)
-    out = [o for o in run(engine) if isinstance(o, RequestOutput)][0]
+    out = [o for o in run_engine(engine) if isinstance(o, RequestOutput)][0]
     engine.free(seq)
     return out
 
@@ -45,7 +37,7 @@ def test_generation_and_scores_match_the_embedded_engine(server, char_tokenizer,
                    SamplingParams(temperature=0.8, top_p=0.9, max_tokens=12, seed=7, logprobs=True)):
         seq = engine.add_sequence(prompt)
         assert engine.add_request(seq_id=seq, params=params) == seq
-        (out,) = run(engine)
+        (out,) = run_engine(engine)
         expected = local_generate(local_pair, prompt, params)
         assert out.token_ids == expected.token_ids and out.text == expected.text
         assert out.outputs[0].finish_reason == expected.outputs[0].finish_reason
@@ -53,7 +45,7 @@ def test_generation_and_scores_match_the_embedded_engine(server, char_tokenizer,
         assert engine.token_ids(seq) == prompt + expected.token_ids and out.num_prompt_tokens == len(prompt)
         step = char_tokenizer.encode(" It is five.")
         engine.submit_score(seq, step, keep=False)
-        (result,) = run(engine)
+        (result,) = run_engine(engine)
         reference = local_pair.score(prompt + expected.token_ids, step)
         assert isinstance(result, ScoreResult) and result.seq_id == seq
         assert result.token_logprobs == pytest.approx(reference.token_logprobs, abs=1e-4)
@@ -76,7 +68,7 @@ def test_stop_strings_end_the_step_where_the_embedded_engine_ends_it(server, cha
         expected = local_generate(local_pair, prompt, params)
         assert expected.outputs[0].stop_reason == stop_text and len(expected.token_ids) < len(free_run.token_ids)
         engine.add_request(prompt, params)  # a released one-shot request
-        (out,) = run(engine)
+        (out,) = run_engine(engine)
         assert (out.token_ids, out.text) == (expected.token_ids, expected.text)
         assert out.outputs[0].stop_reason == stop_text and out.finish_reason == "stop"
         assert out.prompt_token_ids == prompt and not engine.is_live(out.request_id)
@@ -99,11 +91,11 @@ def test_bookkeeping_follows_the_llm_engine(server, char_tokenizer):
     engine.submit_score(seq, [8, 9], keep=True)
     with pytest.raises(RuntimeError, match="busy"):
         engine.append(seq, [1])
-    (kept,) = run(engine)
+    (kept,) = run_engine(engine)
     assert len(kept.token_logprobs) == 2 and engine.token_ids(seq) == [2, 3, 4, 8, 9]
     engine.add_request(seq_id=seq, params=SamplingParams(max_tokens=3, temperature=0.0))
     engine.abort(seq)  # its answer is discarded
-    assert not engine.is_live(seq) and run(engine) == []
+    assert not engine.is_live(seq) and run_engine(engine) == []
     with pytest.raises(KeyError):
         engine.free(seq)
     with pytest.raises(ValueError, match="token_ids must hold ints"):
@@ -126,7 +118,7 @@ def test_llama_cpp_echo_dialect_is_read_by_counting_back(server, faults, char_to
     prompt = char_tokenizer.encode("Name a prime.", add_special_tokens=True)
     params = SamplingParams(temperature=0.0, max_tokens=10, logprobs=True)
     engine.add_request(prompt, params)
-    (out,) = run(engine)
+    (out,) = run_engine(engine)
     expected = local_generate(local_pair, prompt, params)
     assert out.token_ids == expected.token_ids
     seq = engine.add_sequence(prompt)
@@ -153,10 +145,10 @@ def test_generation_logprobs_scaled_by_the_temperature_are_re_read(server, fault
         if attempt == 0:
             with pytest.warns(UserWarning, match="SGLANG_RETURN_ORIGINAL_LOGPROB=1"):
                 engine.add_request(prompt, params)
-                (out,) = run(engine)
+                (out,) = run_engine(engine)
         else:
             engine.add_request(prompt, params)
-            (out,) = run(engine)
+            (out,) = run_engine(engine)
         assert out.token_ids == expected.token_ids
         assert out.logprobs == pytest.approx(expected.logprobs, abs=1e-4)
     assert engine.metrics.num_tokens_rescored == 2 * len(expected.token_ids)
@@ -164,6 +156,6 @@ def test_generation_logprobs_scaled_by_the_temperature_are_re_read(server, fault
     faults.set(None)  # a raw server at that setting: its own log-probs, nothing re-read
     engine = remote(server, char_tokenizer, protocol)
     engine.add_request(prompt, params)
-    (out,) = run(engine)
+    (out,) = run_engine(engine)
     assert out.logprobs == pytest.approx(expected.logprobs, abs=1e-4) and engine.metrics.num_tokens_rescored == 0
     engine.close()

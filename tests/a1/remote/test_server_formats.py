@@ -17,21 +17,13 @@ import pytest
 from a1.engine.outputs import RequestOutput, ScoreResult
 from a1.engine.sampling_params import SamplingParams
 from a1.remote import RemoteBackend, RemoteProtocolError, RemoteRequestError
+from remote_helpers import run_engine
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.json"))
 
 
 def load(path: Path) -> dict:
     return json.loads(path.read_text())  # -Infinity stands for a -inf log-prob
-
-
-def run(engine, limit: int = 100) -> list:
-    outs = []
-    for _ in range(limit):
-        if not engine.has_unfinished():
-            return outs
-        outs.extend(engine.step())
-    raise AssertionError("the engine did not finish within the step limit")
 
 
 def build(server, tokenizer, fixture: dict) -> RemoteBackend:
@@ -47,12 +39,12 @@ def exchange_outcome(engine, tokenizer, exchange: dict):
         if "tokens" in exchange:  # a score of `tokens` after `history`
             seq = engine.add_sequence(tokenizer.encode(exchange["history"], add_special_tokens=True))
             engine.submit_score(seq, tokenizer.encode(exchange["tokens"]), keep=False)
-            (out,) = run(engine)
+            (out,) = run_engine(engine)
             engine.free(seq)
             return out
         prompt = tokenizer.encode(exchange["prompt"], add_special_tokens=True)
         engine.add_request(prompt, SamplingParams(**exchange["params"]))
-        (out,) = run(engine)
+        (out,) = run_engine(engine)
         return out
     except RemoteRequestError as err:
         (failed,) = err.failed_requests
