@@ -94,7 +94,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser, **e
 
     values = dict(policy_values(args), target=args.target, draft=args.draft, target_url=args.target_url,
                   draft_url=args.draft_url, tokenizer=args.tokenizer, max_model_len=args.max_model_len,
-                  remote=remote_values(args))
+                  dtype=args.dtype, remote=remote_values(args))
     for name in ("calibration", "warmup_prior", "dataset", "data", "limit"):
         if hasattr(args, name):
             values[name] = getattr(args, name)
@@ -104,7 +104,8 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser, **e
         return EvalSettings.build(method=getattr(args, "method", "a1"), **values, **extra)
     except (OSError, ValueError, TypeError) as e:
         text = str(e)
-        for field, flag in (("data", "--data"), ("calibration", "--calibration"), ("warmup_prior", "--warmup-prior")):
+        for field, flag in (("data", "--data"), ("calibration", "--calibration"), ("warmup_prior", "--warmup-prior"),
+                            ("dtype", "--dtype")):
             if text.startswith(field + ": "):  # "data: ..." -> "argument --data: ..."
                 parser.error(f"argument {flag}: {text[len(field) + 2:]}")
         if text.startswith("calibration must be"):

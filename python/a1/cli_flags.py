@@ -13,6 +13,7 @@ import math
 from dataclasses import MISSING, fields
 from typing import Any, Callable, Optional
 
+from a1.models.config import DTYPE_NAMES
 from a1.policy.config import PRESETS, PolicyConfig
 
 DEFAULT = " (default: %(default)s)"
@@ -77,6 +78,9 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
                         "(the target's own layers minus those ranges) or a directory of `a1 distill-draft`" + DEFAULT)
     g.add_argument("--max-model-len", type=int_at_least(2), default=None,
                    help="longest sequence (default: the model's; with --target-url, the server's)")
+    g.add_argument("--dtype", choices=DTYPE_NAMES, default=None,
+                   help="load the models' weights in this dtype (default: a GGUF runs quantized, as llama.cpp "
+                        "runs it; other checkpoints in float32)")
     g = p.add_argument_group("servers (a1.remote: vLLM, SGLang, llama.cpp or `a1 serve`)")
     g.add_argument("--target-url", action="append", default=None, metavar="URL",
                    help="drive a server instead of loading --target; repeat it for several replicas of the "

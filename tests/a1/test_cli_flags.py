@@ -154,3 +154,21 @@ def test_a_layer_skip_draft_spec_is_checked_before_loading(capsys) -> None:
     assert exit_.value.code == 2
     assert "argument --draft: range 4-2 in 'self:skip=4-2' is reversed" in capsys.readouterr().err
     assert build_parser().parse_args(["eval", "--draft", "self:skip=14-16"]).draft == "self:skip=14-16"
+
+
+def test_dtype_is_a_recorded_setting_checked_at_once(capsys) -> None:
+    """--dtype: one of the names a model loads in, recorded in run.json (a resumed run repeats it);
+    another name, or a dtype for servers' models, is refused naming it."""
+    from a1.eval.settings import EvalSettings
+
+    settings = parse(["eval", "--dtype", "bfloat16"])
+    assert settings.dtype == "bfloat16" and settings.run_settings()["dtype"] == "bfloat16"
+    assert parse(["eval"]).run_settings()["dtype"] is None  # the checkpoint's own way: a GGUF runs quantized
+    with pytest.raises(SystemExit):
+        parse(["eval", "--dtype", "float64"])
+    assert "argument --dtype: invalid choice: 'float64'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16, float16"):
+        EvalSettings.build(dtype="int8")
+    with pytest.raises(SystemExit):
+        parse(["eval", "--dtype", "float32", "--target-url", "http://127.0.0.1:9"])
+    assert "argument --dtype: 'float32' applies to models loaded here" in capsys.readouterr().err

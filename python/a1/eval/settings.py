@@ -37,7 +37,9 @@ class EvalSettings:
     file whose scores decide warm-up tests; target_url / draft_url: drive
     servers (one URL or several replicas) instead of loading the models (a1.remote; tokenizer: the
     served model's tokenizer, default target; remote: RemoteConfig fields such as generate_timeout,
-    max_retries); max_model_len: the longest sequence (default: the model's or the server's);
+    max_retries); max_model_len: the longest sequence (default: the model's or the server's); dtype:
+    the loaded models' weights, "float32", "bfloat16" or "float16" (None: a GGUF runs quantized,
+    other checkpoints in float32);
     out: the run directory (default runs/<dataset>-<method>-N<samples>-a<alpha>)."""
 
     method: str = "a1"
@@ -50,6 +52,7 @@ class EvalSettings:
     draft_url: Union[str, list[str], None] = None
     tokenizer: Optional[str] = None
     max_model_len: Optional[int] = None
+    dtype: Optional[str] = None
     remote: dict = field(default_factory=dict)  # a1.remote.RemoteConfig fields (timeouts, retries, api_key)
     calibration: str = "online"
     warmup_prior: Optional[str] = None  # with policy.warmup="prior": the calibration file warm-up tests use
@@ -69,6 +72,12 @@ class EvalSettings:
         if self.max_model_len is not None and (isinstance(self.max_model_len, bool) or
                                                not isinstance(self.max_model_len, int) or self.max_model_len < 2):
             raise ValueError(f"max_model_len must be None or an int >= 2, got {self.max_model_len!r}")
+        from a1.models.config import check_dtype_name
+
+        check_dtype_name(self.dtype)
+        if self.dtype is not None and self.target_url is not None:
+            raise ValueError(f"dtype: {self.dtype!r} applies to models loaded here; with target_url the servers "
+                             "choose their own")
         if self.remote:
             from a1.remote.config import RemoteConfig
 
@@ -202,5 +211,8 @@ def build_llm(settings: EvalSettings):
 
         return RemoteLLM(settings.target_url, settings.draft_url, tokenizer=settings.tokenizer or settings.target,
                          max_model_len=settings.max_model_len, config=RemoteConfig(**settings.remote))
+    from a1.models.loader import dtype_named
+
     draft = None if settings.draft in (None, "self") else settings.draft
-    return LLM(settings.target, draft=draft, seed=settings.policy.seed, max_model_len=settings.max_model_len)
+    return LLM(settings.target, draft=draft, seed=settings.policy.seed, max_model_len=settings.max_model_len,
+               dtype=dtype_named(settings.dtype))

@@ -157,3 +157,16 @@ def _parse_rope(cfg: dict[str, Any], max_positions: int) -> tuple[float, Optiona
             params["original_max_position_embeddings"] = cfg["original_max_position_embeddings"]
         params.setdefault("original_max_position_embeddings", max_positions)
     return theta, {"rope_type": rope_type, **params}
+
+
+# The dtypes a model's weights may be loaded in, by name (`a1 eval --dtype`, `a1 serve --dtype`); no
+# name keeps the checkpoint's own way: a GGUF runs quantized, other checkpoints load as float32.
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+def check_dtype_name(name: Optional[str], argument: str = "dtype") -> Optional[str]:
+    """`name` when it is None or one of DTYPE_NAMES, else ValueError naming `argument`."""
+    if name is not None and name not in DTYPE_NAMES:
+        raise ValueError(f"{argument} must be one of {', '.join(DTYPE_NAMES)} or left out (a GGUF then runs "
+                         f"quantized, other checkpoints in float32), got {name!r}")
+    return name

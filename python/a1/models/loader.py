@@ -9,14 +9,19 @@ from typing import Optional, Union
 import torch
 
 from .base import DecoderLM
-from .config import ModelConfig
+from .config import DTYPE_NAMES, ModelConfig, check_dtype_name
 from .gguf_loader import load_gguf_file
 from .hf_loader import load_hf_directory
 from .registry import BUILTIN_MODELS
 from .tokenizer import Tokenizer
 from .huge_pages import pack_parameters
 
-SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+SUPPORTED_DTYPES = tuple(getattr(torch, name) for name in DTYPE_NAMES)
+
+
+def dtype_named(name: Optional[str], argument: str = "dtype") -> Optional[torch.dtype]:
+    """The torch dtype of a name in DTYPE_NAMES; None for None (the checkpoint's own way)."""
+    return None if check_dtype_name(name, argument) is None else getattr(torch, name)
 
 
 @dataclass

@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Optional
 
+from a1.models.config import DTYPE_NAMES
+
 from .config import ServeConfig
 from .security import ENV_API_KEY
 
@@ -20,6 +22,9 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
     parser.add_argument("--port", type=int, default=8000, help="port (0: a free one, printed at start-up)")
     parser.add_argument("--kv-cache-gb", type=float, default=None, help="KV budget of both models together")
     parser.add_argument("--max-model-len", type=int, default=None, help="longest sequence (default: the model's)")
+    parser.add_argument("--dtype", choices=DTYPE_NAMES, default=None,
+                        help="load the weights in this dtype (default: a GGUF runs quantized, other checkpoints "
+                             "in float32)")
     parser.add_argument("--max-num-seqs", type=int, default=256, help="sequences per engine step")
     parser.add_argument("--seed", type=int, default=0, help="seeds the requests that give no seed")
     parser.add_argument("--api-key", default=None,
@@ -40,15 +45,16 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     api_key = args.api_key if args.api_key is not None else os.environ.get(ENV_API_KEY) or None  # the flag wins
     hosts = None if args.allowed_hosts is None else tuple(h for h in args.allowed_hosts.split(",") if h.strip())
     return ServeConfig(model=args.model, draft=args.draft, host=args.host, port=args.port,
-                       kv_cache_gb=args.kv_cache_gb, max_model_len=args.max_model_len,
+                       kv_cache_gb=args.kv_cache_gb, max_model_len=args.max_model_len, dtype=args.dtype,
                        max_num_seqs=args.max_num_seqs, seed=args.seed, max_request_bytes=args.max_request_bytes,
                        api_key=api_key, allowed_hosts=hosts, read_timeout=args.read_timeout)
 
 
 def load_llm(config: ServeConfig):
     from a1.llm import LLM
+    from a1.models.loader import dtype_named
 
-    return LLM(config.model, draft=config.draft, kv_cache_gb=config.kv_cache_gb,
+    return LLM(config.model, draft=config.draft, kv_cache_gb=config.kv_cache_gb, dtype=dtype_named(config.dtype),
                max_model_len=config.max_model_len, max_num_seqs=config.max_num_seqs, seed=config.seed)
 
 

@@ -5,6 +5,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
+from a1.models.config import check_dtype_name
+
 from .security import check_allowed_hosts, check_api_key
 
 
@@ -12,7 +14,8 @@ from .security import check_allowed_hosts, check_api_key
 class ServeConfig:
     """model / draft: an HF directory, a GGUF file or a built-in name (a1.LLM's); draft None serves
     one model. host defaults to the loopback interface: pass --host 0.0.0.0 deliberately.
-    kv_cache_gb / max_model_len / max_num_seqs / seed: a1.LLM's. max_request_bytes bounds a JSON body.
+    kv_cache_gb / max_model_len / max_num_seqs / seed: a1.LLM's; dtype: a1.models.config.DTYPE_NAMES
+    (None: a GGUF runs quantized, other checkpoints in float32). max_request_bytes bounds a JSON body.
     api_key: required as `Authorization: Bearer` by every endpoint but /health (None: none; never
     shown in a repr). allowed_hosts: the Host header names accepted ("*": any; None: loopback names
     only when host is a loopback address, any otherwise). read_timeout: seconds a client has to send
@@ -24,6 +27,7 @@ class ServeConfig:
     port: int = 8000
     kv_cache_gb: Optional[float] = None
     max_model_len: Optional[int] = None
+    dtype: Optional[str] = None
     max_num_seqs: int = 256
     seed: int = 0
     max_request_bytes: int = 64 << 20
@@ -32,6 +36,7 @@ class ServeConfig:
     read_timeout: float = 60.0
 
     def __post_init__(self) -> None:
+        check_dtype_name(self.dtype)
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ValueError(f"port must be an int in [0, 65535], got {self.port!r}")
         if self.max_request_bytes < 1024:

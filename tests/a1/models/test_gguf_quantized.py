@@ -145,3 +145,24 @@ def test_a_distilled_draft_s_probe_reads_block_weights_as_the_dequantized_model(
     quantized, dequantized = load_model(path).model, load_model(path, dtype=torch.float32).model
     assert weights_probe(quantized) == weights_probe(dequantized)
     assert probe_mismatch(weights_probe(dequantized), quantized) is None
+
+
+def test_eval_and_serve_load_a_gguf_quantized_unless_a_dtype_is_named(wide_llama, tmp_path):
+    """`a1 eval --dtype` / `a1 serve --dtype` reach the loader: without one the GGUF keeps its blocks,
+    with one every weight is dequantized to it."""
+    from a1.eval.settings import EvalSettings, build_llm
+    from a1.serve.cli import load_llm
+    from a1.serve.config import ServeConfig
+
+    hf_model, directory = wide_llama
+    path = str(write_gguf(hf_model, directory, tmp_path / "mixed.gguf", formats=MIXED))
+
+    def kinds(llm):
+        return {str(p.dtype) for p in llm.loaded.model.parameters()}
+
+    assert "torch.uint8" in kinds(build_llm(EvalSettings.build(target=path)))
+    assert kinds(build_llm(EvalSettings.build(target=path, dtype="float32"))) == {"torch.float32"}
+    assert "torch.uint8" in kinds(load_llm(ServeConfig(model=path, kv_cache_gb=0.01)))
+    assert kinds(load_llm(ServeConfig(model=path, dtype="bfloat16", kv_cache_gb=0.01))) == {"torch.bfloat16"}
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        ServeConfig(model=path, dtype="fp32")
