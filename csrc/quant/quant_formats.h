@@ -12,6 +12,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define A1_QUANT_HD __host__ __device__ __forceinline__
@@ -66,6 +67,20 @@ inline const char* format_name(Format f) {
     case Format::kQ6_K: return "Q6_K";
   }
   return "?";
+}
+
+// Calls fn(std::integral_constant<Format, F>{}) with the compile-time format of `f`, so a generic
+// lambda instantiates one kernel per format (C++17: the CUDA sources' dialect).
+template <class Fn>
+inline void visit_format(Format f, Fn&& fn) {
+  switch (f) {
+    case Format::kQ4_0: fn(std::integral_constant<Format, Format::kQ4_0>{}); break;
+    case Format::kQ4_1: fn(std::integral_constant<Format, Format::kQ4_1>{}); break;
+    case Format::kQ8_0: fn(std::integral_constant<Format, Format::kQ8_0>{}); break;
+    case Format::kQ4_K: fn(std::integral_constant<Format, Format::kQ4_K>{}); break;
+    case Format::kQ5_K: fn(std::integral_constant<Format, Format::kQ5_K>{}); break;
+    case Format::kQ6_K: fn(std::integral_constant<Format, Format::kQ6_K>{}); break;
+  }
 }
 
 // IEEE half -> float, exact for every value (subnormals, inf, NaN payloads), by bit manipulation.

@@ -3,6 +3,7 @@ hold (float16 scales from 0 and subnormals to 65504 and inf/NaN, every nibble an
 int8 extremes), as uint8 tensors in the ops' layout [N, K / block_size, block_bytes]."""
 from __future__ import annotations
 
+import gguf
 import numpy as np
 import torch
 
@@ -39,6 +40,13 @@ def random_blocks(name: str, rows: int, blocks_per_row: int, seed: int = 0, edge
 def finite_blocks(name: str, rows: int, blocks_per_row: int, seed: int = 0, scale: float = 0.02) -> torch.Tensor:
     """Blocks of ordinary weights (finite, normal scales): for the matmul tests."""
     return random_blocks(name, rows, blocks_per_row, seed, edges=False, scale=scale)
+
+
+def gguf_dequantize(blocks: torch.Tensor, name: str) -> torch.Tensor:
+    """float32 [N, K] of blocks [N, K / block_size, block_bytes] by the gguf package itself."""
+    raw = blocks.reshape(blocks.shape[0], -1).numpy()
+    with np.errstate(all="ignore"):
+        return torch.from_numpy(np.ascontiguousarray(gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[name])))
 
 
 def in_features(name: str, blocks_per_row: int) -> int:

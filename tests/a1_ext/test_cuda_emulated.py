@@ -13,11 +13,15 @@ import torch
 from cuda_cases import (activation_case, assert_close_up_to_rounding, attention_case, norm_case, reference, rotary_case,
                         sampling_params, score_case, verify_case)
 from cuda_emu import build
+from quant_cases import FORMATS as QUANT_NAMES
+from quant_cases import assert_bit_equal, finite_blocks, gguf_dequantize, in_features, random_blocks
 
 if build.cuda_include_dir() is None:
     pytest.skip("CUDA toolkit headers not found: the emulated kernels cannot be built", allow_module_level=True)
 
 from cuda_emu import ops_emu as emu  # noqa: E402  (after the skip: importing builds nothing yet)
+from a1_ext import ops  # noqa: E402  (the CPU kernels of the quantized ops, compared below)
+from a1_ext.quant_formats import QUANT_FORMATS  # noqa: E402
 
 FLOATS = [torch.float32, torch.float16, torch.bfloat16]
 TOL = {torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
@@ -180,3 +184,85 @@ def test_speculative_verify_mixed_requests():
     case[4:7] = sampling_params(3, [0.0, 1.0, 0.5], [0, 3, 0], [1.0, 1.0, 0.7], seed=11)[:3]
     got, want = emu.speculative_verify(*case), reference.speculative_verify(*case)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+# ------------------------------------------------------------------------------------------ quantized ops
+# GGUF blocks (quant_cases.py): dequantize must equal gguf.quants bit for bit (edge scales, every
+# nibble); quant_linear matches the twin to fp32 summation-order rounding (a wrong weight is off by ~0.1).
+QUANT_GEMV_MAX = 16  # kQuantGemvMaxTokens (csrc/quant/quant_cuda.h); test_quant_gemv_limit_is_tested checks it
+
+
+def _blocks_per_row(name: str) -> int:
+    return 2 if QUANT_FORMATS[name].block_size == 256 else 5
+
+
+def test_quant_gemv_limit_is_tested():
+    assert emu.quant_gemv_max_tokens() == QUANT_GEMV_MAX
+
+
+@pytest.mark.parametrize("name", QUANT_NAMES)
+def test_dequantize_bit_exact(name):
+    blocks = random_blocks(name, rows=37, blocks_per_row=3, seed=1)
+    want = gguf_dequantize(blocks, name)
+    got = emu.dequantize(blocks)
+    assert_bit_equal(got, want)
+    assert_bit_equal(got, reference.dequantize(blocks))
+    assert_bit_equal(got, ops.dequantize(blocks))
+
+
+@pytest.mark.parametrize("name", QUANT_NAMES)
+def test_dequantize_rows(name):
+    blocks = random_blocks(name, rows=11, blocks_per_row=2, seed=2)
+    full = gguf_dequantize(blocks, name)
+    for rows in (torch.tensor([3, 0, 10, 3]), torch.tensor([7], dtype=torch.int32), torch.tensor([], dtype=torch.int64)):
+        assert_bit_equal(emu.dequantize(blocks, rows), full[rows.long()])
+    # a slice of rows, as quant_linear's GEMM path takes them
+    assert_bit_equal(emu.dequantize(blocks, row_begin=4, count=5), full[4:9])
+
+
+@pytest.mark.parametrize("name", QUANT_NAMES)
+@pytest.mark.parametrize("tokens", [1, 3, QUANT_GEMV_MAX, QUANT_GEMV_MAX + 1, 40])
+def test_quant_linear_matches_twin(name, tokens):
+    nb = _blocks_per_row(name)
+    blocks = finite_blocks(name, 53, nb, seed=tokens)  # N = 53: odd, not a multiple of the rows per CTA
+    g = torch.Generator().manual_seed(tokens)
+    x = torch.randn(tokens, in_features(name, nb), generator=g)
+    bias = torch.randn(53, generator=g)
+    want = reference.quant_linear(x, blocks, bias)
+    got = emu.quant_linear(x, blocks, bias)
+    torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(got, ops.quant_linear(x, blocks, bias), atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(emu.quant_linear(x, blocks), want - bias, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name,blocks_per_row", [("Q4_0", 1), ("Q8_0", 40), ("Q4_K", 1), ("Q6_K", 5)])
+@pytest.mark.parametrize("tokens", [1, 7])
+def test_quant_gemv_row_widths(name, blocks_per_row, tokens):
+    # 1 to 40 groups per row: several rows per warp (1 or 8 lanes each), and lanes looping over groups.
+    blocks = finite_blocks(name, 19, blocks_per_row, seed=blocks_per_row)
+    x = torch.randn(tokens, in_features(name, blocks_per_row), generator=torch.Generator().manual_seed(tokens))
+    torch.testing.assert_close(emu.quant_linear(x, blocks), reference.quant_linear(x, blocks), atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["Q4_1", "Q5_K"])
+def test_quant_linear_gemm_in_slices(name):
+    # A scratch of 7 weight rows: the GEMM path dequantizes and multiplies 53 rows in 8 slices.
+    nb = _blocks_per_row(name)
+    blocks = finite_blocks(name, 53, nb, seed=3)
+    x = torch.randn(20, in_features(name, nb), generator=torch.Generator().manual_seed(3))
+    bias = torch.randn(53)
+    got = emu.quant_linear(x, blocks, bias, scratch_floats=7 * in_features(name, nb))
+    torch.testing.assert_close(got, reference.quant_linear(x, blocks, bias), atol=1e-3, rtol=1e-4)
+
+
+def test_quant_gemv_strided_x_and_alignment():
+    blocks = finite_blocks("Q4_1", 9, 3, seed=4)
+    x = torch.randn(4, 3 * 96)[:, ::3]  # inner stride 3: copied to contiguous rows first, as the glue does
+    torch.testing.assert_close(emu.quant_linear(x, blocks), reference.quant_linear(x, blocks), atol=1e-3, rtol=1e-4)
+    # The launcher refuses blocks that are not 16-byte aligned (its loads need it; the glue copies them).
+    flat = torch.empty(blocks.numel() + 16, dtype=torch.uint8)
+    start = (16 - flat.data_ptr() % 16) % 16 + 4
+    shifted = flat[start : start + blocks.numel()].view(blocks.shape)
+    shifted.copy_(blocks)
+    with pytest.raises(RuntimeError, match="emulated quant_linear failed"):
+        emu.quant_linear(x.contiguous(), shifted)

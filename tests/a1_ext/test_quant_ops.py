@@ -3,20 +3,13 @@ twins, on every instruction-set path; quantized weights through decoder_layer an
 from __future__ import annotations
 
 import gguf
-import numpy as np
 import pytest
 import torch
 
 import a1_ext  # noqa: F401
 from a1_ext import ops, reference
 from a1_ext.quant_formats import QUANT_FORMATS, quant_format, quant_shape
-from quant_cases import FORMATS, assert_bit_equal, finite_blocks, in_features, random_blocks
-
-
-def gguf_dequantize(blocks: torch.Tensor, name: str) -> torch.Tensor:
-    raw = blocks.reshape(blocks.shape[0], -1).numpy()
-    with np.errstate(all="ignore"):
-        return torch.from_numpy(np.ascontiguousarray(gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[name])))
+from quant_cases import FORMATS, assert_bit_equal, finite_blocks, gguf_dequantize, in_features, random_blocks
 
 
 @pytest.mark.parametrize("name", FORMATS)

@@ -105,6 +105,8 @@ _SIGNATURES = {  # entry.cpp's C functions
     "emu_linear_step_score": [_P, _P, _I32, _I64, _I64, _I64, _I64, _I64, _F32, _I64, _P, _P, _I64, _P, _P],
     "emu_sample": [_P, _I32, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P, _P],
     "emu_sampling_probs": [_P, _I32, _I64, _I64, _I64, _P, _P, _P, _P, _P],
+    "emu_dequantize": [_P, _I64, _I64, _I64, _I32, _P, _I64, _I64, _P],
+    "emu_quant_gemv": [_P, _I64, _I64, _I64, _I32, _P, _I64, _I64, _P, _P],
     "emu_speculative_verify": [_P, _I32, _I64, _P, _P, _P, _I32, _I64, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P,
                                _I64, _P, _P],
 }
@@ -117,4 +119,6 @@ def load(jobs: int = 2) -> ctypes.CDLL:
         fn.argtypes, fn.restype = argtypes, ctypes.c_int
     lib.emu_paged_attention_splits.argtypes = [_I64, _I64, _I64]
     lib.emu_paged_attention_splits.restype = _I64
+    lib.emu_quant_gemv_max_tokens.argtypes = []
+    lib.emu_quant_gemv_max_tokens.restype = _I64
     return lib

@@ -9,6 +9,7 @@
 #include "cache/cache_cuda.h"
 #include "norm/norm_cuda.h"
 #include "pointwise/pointwise_cuda.h"
+#include "quant/quant_cuda.h"
 #include "sampling/sampling_cuda.h"
 #include "score/score_cuda.h"
 
@@ -156,5 +157,20 @@ int emu_speculative_verify(const void* target, int target_kind, int64_t target_s
   std::vector<unsigned char> workspace(static_cast<size_t>(a1::cuda::verify_workspace_bytes(rows) + 8));
   return a1::cuda::launch_speculative_verify(in, params, workspace.data(), out, nullptr);
 }
+
+// weight: GGUF blocks [rows, in_features / block_size, block_bytes] of format `format` (GGML type id).
+int emu_dequantize(const uint8_t* weight, int64_t rows, int64_t in_features, int64_t row_bytes, int format,
+                   const int64_t* picked, int64_t row_begin, int64_t count, float* out) {
+  const a1::cuda::QuantWeight w{weight, row_bytes, rows, in_features, a1::quant::Format(format)};
+  return a1::cuda::launch_dequantize(w, picked, row_begin, count, out, nullptr);
+}
+
+int emu_quant_gemv(const uint8_t* weight, int64_t rows, int64_t in_features, int64_t row_bytes, int format,
+                   const float* x, int64_t x_stride, int64_t tokens, const float* bias, float* out) {
+  const a1::cuda::QuantWeight w{weight, row_bytes, rows, in_features, a1::quant::Format(format)};
+  return a1::cuda::launch_quant_gemv(w, x, x_stride, tokens, bias, out, nullptr);
+}
+
+int64_t emu_quant_gemv_max_tokens() { return a1::cuda::kQuantGemvMaxTokens; }
 
 }  // extern "C"

@@ -172,3 +172,51 @@ def speculative_verify(target_logits, draft_token_ids, cu_num_draft, draft_probs
         *[_ptr(p) for p in params], _ptr(out_ids), width, _ptr(num_accepted), _ptr(target_logprob)),
         "speculative_verify")
     return out_ids, num_accepted, target_logprob
+
+
+def _quant_weight(weight):
+    from a1_ext.quant_formats import quant_format
+
+    fmt = quant_format(weight)
+    return (_ptr(weight), weight.shape[0], weight.shape[1] * fmt.block_size, weight.shape[1] * weight.shape[2],
+            fmt.type_id)
+
+
+def dequantize(weight, rows=None, row_begin=0, count=None, out=None) -> torch.Tensor:
+    """As the glue: rows (any int dtype) as int64, a float32 [R or N, K] output. row_begin / count /
+    out (rows of the weight from row_begin, into a given buffer) are what quant_linear's GEMM path
+    passes for one slice."""
+    args = _quant_weight(weight)
+    picked = None if rows is None else rows.to(torch.int64).contiguous()
+    count = picked.shape[0] if picked is not None else (weight.shape[0] - row_begin if count is None else count)
+    out = torch.empty(count, args[2]) if out is None else out
+    _check(lib().emu_dequantize(*args, _ptr(picked), row_begin, count, _ptr(out)), "dequantize")
+    return out
+
+
+def quant_gemv_max_tokens() -> int:
+    return lib().emu_quant_gemv_max_tokens()
+
+
+def quant_linear(x, weight, bias=None, scratch_floats: int = 1 << 25) -> torch.Tensor:
+    """As the glue (csrc/quant/quant_cuda.cpp): the decode kernel up to quant_gemv_max_tokens() rows,
+    else the weight dequantized `scratch_floats` at a time and multiplied by torch."""
+    T, N, K = x.shape[0], weight.shape[0], x.shape[1]
+    if T == 0 or N == 0:
+        return torch.empty(T, N)
+    if T > quant_gemv_max_tokens():
+        slice_rows = min(max(scratch_floats // max(K, 1), 1), N)
+        scratch = torch.empty(slice_rows, K)
+        out = torch.empty(T, N)
+        for n0 in range(0, N, slice_rows):
+            n = min(slice_rows, N - n0)
+            part = dequantize(weight, row_begin=n0, count=n, out=scratch[:n])
+            out[:, n0 : n0 + n] = x @ part.t() + (bias[n0 : n0 + n] if bias is not None else 0)
+        return out
+    if not (x.stride(1) == 1 and x.stride(0) % 4 == 0 and x.data_ptr() % 16 == 0):
+        x = x.clone(memory_format=torch.contiguous_format)
+    bias = bias.contiguous() if bias is not None else None
+    out = torch.empty(T, N)
+    _check(lib().emu_quant_gemv(*_quant_weight(weight), _ptr(x), x.stride(0), T, _ptr(bias), _ptr(out)),
+           "quant_linear")
+    return out
