@@ -137,6 +137,25 @@ def bench_sampling(b: Bench, ops, quick: bool):
           lambda: ops.speculative_verify(target, drafts, cu, draft_probs, *params), (target.numel() + draft_probs.numel()) * 4)
 
 
+def bench_quant(b: Bench, ops, quick: bool):
+    """GGUF block weights: quant_linear's decode kernel (T <= 16) and its dequantize + cuBLAS path
+    (T > 16), each against dequantize followed by a float32 matmul; and dequantize alone."""
+    from a1_ext.quant_formats import QUANT_FORMATS
+
+    N, K = 14336, 4096  # a Llama-3-8B MLP projection
+    for name in (["Q4_K"] if quick else ["Q4_0", "Q8_0", "Q4_K", "Q6_K"]):
+        fmt = QUANT_FORMATS[name]
+        # Random bytes: some scales are inf/NaN, which costs a GPU nothing; the timing is what counts here.
+        weight = torch.randint(0, 256, (N, K // fmt.block_size, fmt.block_bytes), dtype=torch.uint8, device="cuda")
+        b.run(f"dequantize {name} N={N} K={K}", lambda: ops.dequantize(weight), weight.numel() + N * K * 4)
+        for T in ([1, 256] if quick else [1, 4, 16, 17, 256]):
+            x = torch.randn(T, K, device="cuda")
+            path = "decode" if T <= 16 else "dequantize+GEMM"
+            b.run(f"quant_linear {name} T={T} N={N} K={K} ({path})", lambda: ops.quant_linear(x, weight),
+                  weight.numel() + (T * K + T * N) * 4, flops=2 * T * N * K,
+                  baseline=lambda: x @ ops.dequantize(weight).T)
+
+
 def markdown(rows, device: str, peaks: dict) -> str:
     lines = [f"# a1 CUDA kernel microbenchmarks on {device}", "",
              f"Peaks used: {peaks['gbs']} GB/s, {peaks['bf16_tflops']} TFLOP/s bf16, {peaks['fp32_tflops']} TFLOP/s fp32.",
@@ -165,7 +184,7 @@ def main() -> int:
 
     peaks = {"gbs": args.peak_gbs, "bf16_tflops": args.peak_bf16_tflops, "fp32_tflops": args.peak_fp32_tflops}
     b = Bench(peaks, warmup=2 if args.quick else 5, iters=5 if args.quick else 20)
-    for section in (bench_cache, bench_attention, bench_scoring, bench_sampling):
+    for section in (bench_cache, bench_attention, bench_scoring, bench_sampling, bench_quant):
         section(b, ops, args.quick)
         torch.cuda.empty_cache()
     device = torch.cuda.get_device_name()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole CUDA check in one command on a GPU machine, within 8 minutes on one H200:
 #   1. build a1_ext._C with its CUDA kernels (cmake + ninja, TORCH_CUDA_ARCH_LIST default 9.0),
-#   2. run the op tests, CUDA ones included (tests/a1_ext, without the CPU emulation of the kernels),
+#   2. run the op tests, CUDA ones included (tests/a1_ext, without the CPU emulation of the kernels;
+#      the GGUF block formats' dequantize and quant_linear among them), then a model with GGUF block
+#      weights on the GPU against the same model on the CPU (tests/a1/models/test_gguf_quantized.py),
 #   3. run the kernel microbenchmarks (benchmarks/bench_cuda_kernels.py),
 # and write $OUT/summary.md (OUT defaults to ./gpu_check_out) with every step's status and time,
 # plus build.log, pytest.log, bench_cuda.md/.json and env.txt. The summary is written even when
@@ -108,6 +110,8 @@ export PYTHONPATH="$ROOT:$ROOT/python${PYTHONPATH:+:$PYTHONPATH}"
 # ---------------------------------------------------------------------------------- 2. tests
 run_step "tests (tests/a1_ext, CUDA included)" 130 "$OUT/pytest.log" \
   "$PY" -m pytest tests/a1_ext -q -rs -p no:cacheprovider --ignore=tests/a1_ext/test_cuda_emulated.py || true
+run_step "quantized model on CUDA (tests/a1/models/test_gguf_quantized.py -k cuda)" 60 "$OUT/pytest.log" \
+  "$PY" -m pytest tests/a1/models/test_gguf_quantized.py -q -rs -p no:cacheprovider -k cuda || true
 
 # ---------------------------------------------------------------------------------- 3. benchmarks
 run_step "CUDA kernel microbenchmarks" 80 "$OUT/bench.log" \

@@ -14,6 +14,7 @@
 #include "common/cuda_glue.h"
 #include "quant/quant_checks.h"
 #include "quant/quant_cuda.h"
+#include "quant/quant_linear_cuda.h"
 
 namespace a1 {
 namespace {
@@ -64,6 +65,8 @@ at::Tensor quant_matmul(const at::Tensor& x, const at::Tensor& weight, quant::Fo
   return out;
 }
 
+}  // namespace
+
 at::Tensor quant_linear_cuda(const at::Tensor& x_in, const at::Tensor& weight_in, const std::optional<at::Tensor>& bias) {
   const quant::Format format = check_quant_linear_inputs(x_in, weight_in, bias);
   TORCH_CHECK(x_in.device().is_cuda(), "x must be a CUDA tensor for the CUDA kernel, got ", x_in.device());
@@ -84,7 +87,6 @@ at::Tensor quant_linear_cuda(const at::Tensor& x_in, const at::Tensor& weight_in
   return out;
 }
 
-}  // namespace
 }  // namespace a1
 
 TORCH_LIBRARY_IMPL(a1, CUDA, m) {

@@ -2,7 +2,7 @@
 // current stream, outputs and workspace, then the torch-free launchers of csrc/score/*.cu.
 // The checks are score/score_checks.h, shared with the CPU glue: token_ids and cu_seqlens are
 // validated fully wherever they are (on the device that costs a host read, as the values must be
-// known to refuse them).
+// known to refuse them). An LM head in GGUF blocks is scored through quant_linear's CUDA kernels.
 #include <torch/library.h>
 
 #include <algorithm>
@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "common/cuda_glue.h"
+#include "quant/quant_linear_cuda.h"
 #include "score/score_checks.h"
 #include "score/score_cuda.h"
 
@@ -54,6 +55,31 @@ std::tuple<at::Tensor, at::Tensor> step_score_cuda(const at::Tensor& logits_in, 
   return {s.token_logprob, s.step_nll};
 }
 
+// Floats of logits a quantized head's scoring holds at once (128 MiB).
+constexpr int64_t kQuantScoreLogitsFloats = int64_t{1} << 25;
+
+// linear_step_score with an LM head in GGUF blocks (hidden float32, checked): logits of a slice of
+// token rows by quant_linear (the blocks are never widened whole), log-probs by step_score's row
+// kernel, the segment means once at the end. The slices keep the [T, V] logits in flight bounded.
+std::tuple<at::Tensor, at::Tensor> quantized_head_score(const at::Tensor& hidden, const at::Tensor& lm_head,
+                                                        const at::Tensor& token_ids, const at::Tensor& cu_seqlens,
+                                                        double temperature) {
+  const int64_t num_tokens = hidden.size(0), vocab = lm_head.size(0);
+  const ScoreSetup s = setup_score(hidden, num_tokens, vocab, token_ids, cu_seqlens, temperature);
+  const int64_t slice = std::max<int64_t>(1, kQuantScoreLogitsFloats / vocab);
+  for (int64_t t0 = 0; t0 < num_tokens; t0 += slice) {
+    const int64_t n = std::min(slice, num_tokens - t0);
+    const at::Tensor logits = quant_linear_cuda(hidden.narrow(0, t0, n), lm_head, std::nullopt);
+    const cuda::ScoreOutputs rows{s.token_ids.data_ptr<int64_t>() + t0, nullptr, 0,
+                                  s.token_logprob.data_ptr<float>() + t0, nullptr};  // no segments here
+    check_launch(cuda::launch_step_score(logits.data_ptr(), FloatType::kFloat32, logits.stride(0), n, vocab,
+                                         static_cast<float>(temperature), rows, current_stream()),
+                 "linear_step_score");
+  }
+  check_launch(cuda::launch_segment_nll(s.outputs(), num_tokens, current_stream()), "linear_step_score");
+  return {s.token_logprob, s.step_nll};
+}
+
 std::tuple<at::Tensor, at::Tensor> linear_step_score_cuda(const at::Tensor& hidden_in, const at::Tensor& lm_head_in,
                                                           const at::Tensor& token_ids, const at::Tensor& cu_seqlens,
                                                           double temperature, int64_t chunk) {
@@ -62,6 +88,10 @@ std::tuple<at::Tensor, at::Tensor> linear_step_score_cuda(const at::Tensor& hidd
   const auto device = hidden_in.device();
   TORCH_CHECK(device.is_cuda(), "hidden must be a CUDA tensor, got ", device);
   const at::Tensor hidden = hidden_in.stride(1) == 1 ? hidden_in : hidden_in.contiguous();
+  if (is_quantized_weight(lm_head_in)) {
+    c10::cuda::CUDAGuard guard(device);
+    return quantized_head_score(hidden, lm_head_in, token_ids, cu_seqlens, temperature);
+  }
   // The tiles below read [V, H] rows; panels (the layout of a1's CPU kernel) are copied back to rows.
   const at::Tensor lm_rows = linear_weight_as_rows(lm_head_in);
   const at::Tensor lm_head = lm_rows.stride(1) == 1 ? lm_rows : lm_rows.contiguous();

@@ -7,7 +7,7 @@ import gguf
 import numpy as np
 import torch
 
-from a1_ext.quant_formats import QUANT_FORMATS, QuantFormat
+from a1_ext.quant_formats import QUANT_FORMATS, QuantFormat, as_blocks
 
 FORMATS = list(QUANT_FORMATS)
 # Byte offsets of each format's float16 fields (scale d, and min m / dmin where it has one).
@@ -47,6 +47,12 @@ def gguf_dequantize(blocks: torch.Tensor, name: str) -> torch.Tensor:
     raw = blocks.reshape(blocks.shape[0], -1).numpy()
     with np.errstate(all="ignore"):
         return torch.from_numpy(np.ascontiguousarray(gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[name])))
+
+
+def quantize_weight(weight: torch.Tensor, name: str) -> torch.Tensor:
+    """W [N, K] float32 quantized by the gguf package, in the ops' layout [N, K / block_size, block_bytes]."""
+    raw = gguf.quants.quantize(weight.numpy(), gguf.GGMLQuantizationType[name])
+    return as_blocks(torch.from_numpy(raw), QUANT_FORMATS[name], tuple(weight.shape))
 
 
 def in_features(name: str, blocks_per_row: int) -> int:

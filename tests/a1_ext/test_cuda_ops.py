@@ -17,6 +17,9 @@ if _reason:
     pytest.skip(_reason, allow_module_level=True)
 
 from a1_ext import ops  # noqa: E402  (importing loads the compiled library)
+from a1_ext.quant_formats import QUANT_FORMATS  # noqa: E402
+from quant_cases import (assert_bit_equal, finite_blocks, gguf_dequantize, in_features, quantize_weight,  # noqa: E402
+                         random_blocks)
 from sampling_checks import check_sample_distribution, check_verify_distribution, on_device  # noqa: E402
 
 CUDA = torch.device("cuda")
@@ -188,6 +191,102 @@ def test_decoder_layers():
     assert_close(on_cuda["residual"], on_cpu["residual"])
 
 
+# ------------------------------------------------------------------------------------------ quantized
+# GGUF block weights (quant_cases.py): dequantize exact (gguf.quants' float32 bit for bit, as on the
+# CPU); quant_linear through the decode kernel (T <= QUANT_GEMV_MAX) and the dequantize + cuBLAS path.
+QUANT_GEMV_MAX = 16  # kQuantGemvMaxTokens, csrc/quant/quant_cuda.h
+
+
+@pytest.fixture
+def no_tf32():
+    """cuBLAS in full fp32: the GEMM path is compared to fp32 sums at 1e-4."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = before
+
+
+@pytest.mark.parametrize("name", QUANT_FORMATS)
+def test_dequantize(name):
+    blocks = random_blocks(name, rows=37, blocks_per_row=3, seed=1)  # edge scales, every nibble
+    want = gguf_dequantize(blocks, name)
+    got = ops.dequantize(blocks.to(CUDA))
+    assert got.device.type == "cuda"
+    assert_bit_equal(got.cpu(), want)
+    assert_bit_equal(got.cpu(), ops.dequantize(blocks))
+    for rows in (torch.tensor([3, 0, 36, 3]), torch.tensor([7], dtype=torch.int32), torch.tensor([], dtype=torch.int64)):
+        assert_bit_equal(ops.dequantize(blocks.to(CUDA), rows).cpu(), want[rows.long()])  # rows on the CPU
+        assert_bit_equal(ops.dequantize(blocks.to(CUDA), rows.to(CUDA)).cpu(), want[rows.long()])
+    with pytest.raises(RuntimeError, match=r"rows must be in \[0, 37\)"):
+        ops.dequantize(blocks.to(CUDA), torch.tensor([37], device=CUDA))
+
+
+@pytest.mark.parametrize("name", QUANT_FORMATS)
+@pytest.mark.parametrize("tokens", [1, 3, QUANT_GEMV_MAX, QUANT_GEMV_MAX + 1, 64])
+def test_quant_linear(name, tokens, no_tf32):
+    nb = 6 if QUANT_FORMATS[name].block_size == 256 else 48  # K = 1536
+    # N = 333: odd; small scales: Q6_K's int8 sub-scales would otherwise make sums of ~1e3 over K = 1536
+    blocks = finite_blocks(name, 333, nb, seed=tokens, scale=0.002)
+    g = torch.Generator().manual_seed(tokens)
+    x = torch.randn(tokens, in_features(name, nb), generator=g)
+    bias = torch.randn(333, generator=g)
+    want = reference.quant_linear(x, blocks, bias)
+    got = ops.quant_linear(*to(CUDA, x, blocks, bias))
+    assert got.is_contiguous() and got.shape == (tokens, 333) and got.device.type == "cuda"
+    torch.testing.assert_close(got.cpu(), want, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(got.cpu(), ops.quant_linear(x, blocks, bias), atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(ops.quant_linear(*to(CUDA, x, blocks)).cpu(), want - bias, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("tokens", [4, 40])
+def test_quant_linear_views(tokens, no_tf32):
+    """Strided token rows and a weight view that is not 16-byte aligned (copied by the glue)."""
+    blocks = finite_blocks("Q4_K", 50, 2, seed=5)
+    flat = torch.zeros(blocks.numel() + 16, dtype=torch.uint8, device=CUDA)
+    misaligned = flat[6 : 6 + blocks.numel()].view(blocks.shape)
+    misaligned.copy_(blocks.to(CUDA))
+    x = torch.randn(tokens, 3 * 512)[:, ::3]
+    want = reference.quant_linear(x, blocks)
+    torch.testing.assert_close(ops.quant_linear(x.to(CUDA), misaligned).cpu(), want, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(ops.quant_linear(x.to(CUDA)[:, :], blocks.to(CUDA)).cpu(), want, atol=1e-3, rtol=1e-4)
+    with pytest.raises(RuntimeError, match="weight must be on x's device"):
+        ops.quant_linear(x.to(CUDA), blocks)
+
+
+def test_quant_linear_gemm_in_slices(no_tf32):
+    """A weight of more than 2^25 weights: the GEMM path dequantizes it in two slices of rows."""
+    blocks = finite_blocks("Q4_0", 8200, 128, seed=6)  # K = 4096, N * K > 2^25
+    g = torch.Generator().manual_seed(6)
+    x, bias = torch.randn(20, 4096, generator=g), torch.randn(8200, generator=g)
+    want = reference.quant_linear(x, blocks, bias)
+    torch.testing.assert_close(ops.quant_linear(*to(CUDA, x, blocks, bias)).cpu(), want, atol=2e-3, rtol=1e-4)
+
+
+def test_linear_step_score_on_a_quantized_head():
+    head = finite_blocks("Q6_K", 3000, 1, scale=0.05)
+    g = torch.Generator().manual_seed(7)
+    hidden = torch.randn(40, 256, generator=g)
+    ids, cu = torch.randint(0, 3000, (40,), generator=g), torch.tensor([0, 15, 15, 40])
+    want = reference.linear_step_score(hidden, head, ids, cu, 0.8, 512)
+    got = ops.linear_step_score(*to(CUDA, hidden, head, ids, cu), 0.8, 512)
+    for got_, want_ in zip(got, want):
+        torch.testing.assert_close(got_.cpu(), want_, atol=1e-3, rtol=1e-4, equal_nan=True)
+
+
+@pytest.mark.parametrize("q_lens,seq_lens", [([1, 1], [5, 9]), ([3, 5], [10, 5])])
+def test_decoder_layer_on_quantized_weights(q_lens, seq_lens):
+    """Block projections inside the composite op run the CUDA quant_linear: as on the CPU."""
+    case = layer_case(q_lens, seq_lens, bias=True, seed=3)
+    for key, fmt in {"qkv_weight": "Q8_0", "o_weight": "Q4_0", "gate_up_weight": "Q4_1"}.items():
+        case[key] = quantize_weight(case[key], fmt)
+    on_cuda = {k: v.to(CUDA) if isinstance(v, torch.Tensor) else v for k, v in case.items()}
+    on_cpu = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case.items()}
+    got, want = ops.decoder_layer(**on_cuda), ops.decoder_layer(**on_cpu)
+    assert got.device.type == "cuda"
+    assert_close(got, want)
+    assert_close(on_cuda["residual"], on_cpu["residual"])
+
+
 # ------------------------------------------------------------------------------------------ activation
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("num_rows,width", [(1, 1536), (37, 4095), (0, 64)])
@@ -343,6 +442,9 @@ def _opcheck_cases():
         ("linear_step_score", (torch.randn(6, 32), torch.randn(300, 32), tokens, cu, 1.0, 128)),
         ("sample", (logits, *sampling_params(6, 0.8, 10, 0.9))),
         ("speculative_verify", verify),
+        ("dequantize", (finite_blocks("Q4_K", 20, 2), torch.tensor([2, 5, 19]))),
+        ("quant_linear", (torch.randn(3, 160), finite_blocks("Q4_1", 21, 5), torch.randn(21))),
+        ("quant_linear", (torch.randn(20, 512), finite_blocks("Q5_K", 21, 2), None)),
     ]
 
 

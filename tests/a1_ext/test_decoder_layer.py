@@ -9,6 +9,7 @@ from cuda_cases import DECODER_HIDDEN as HIDDEN
 from cuda_cases import DECODER_HEADS as HEADS
 from cuda_cases import DECODER_KV_HEADS as KV_HEADS
 from cuda_cases import DECODER_WEIGHT_ARGS, layer_case, layers_case
+from quant_cases import quantize_weight
 
 
 def op_by_op(a, linear=ops.linear) -> torch.Tensor:
@@ -145,15 +146,6 @@ def test_decoder_layers_opcheck():
 
 
 # ------------------------------------------------------------------------------ GGUF block weights
-def quantized(weight: torch.Tensor, name: str) -> torch.Tensor:
-    """W [N, K] quantized by the gguf package, in the ops' layout [N, K / 32, block_bytes]."""
-    import gguf
-    from a1_ext.quant_formats import QUANT_FORMATS, as_blocks
-
-    raw = gguf.quants.quantize(weight.numpy(), gguf.GGMLQuantizationType[name])
-    return as_blocks(torch.from_numpy(raw), QUANT_FORMATS[name], tuple(weight.shape))
-
-
 QUANTIZED = {"qkv_weight": "Q8_0", "o_weight": "Q4_0", "gate_up_weight": "Q4_1"}  # down_weight stays float
 
 
@@ -162,7 +154,7 @@ def test_decoder_layer_on_quantized_weights(q_lens, seq_lens):
     """Projections in GGUF blocks run a1::quant_linear inside the op: bit-identical to quant_linear
     called one by one, and to the twin (F.linear on the dequantized weights) up to fp32 rounding."""
     case = layer_case(q_lens, seq_lens, bias=True, seed=3)
-    case.update({k: quantized(case[k], f) for k, f in QUANTIZED.items()})
+    case.update({k: quantize_weight(case[k], f) for k, f in QUANTIZED.items()})
     fused, separate, twin = clone_case(case), clone_case(case), clone_case(case)
     out = ops.decoder_layer(**fused)
     want = op_by_op(separate, linear=ops.any_linear)  # quant_linear for the block weights
@@ -175,6 +167,6 @@ def test_decoder_layer_on_quantized_weights(q_lens, seq_lens):
 def test_decoder_layers_on_quantized_weights_match_twin():
     stack = stack_case([1, 3], [6, 3], 2, bias=False)
     for name, fmt in QUANTIZED.items():
-        stack[name] = [quantized(w, fmt) for w in stack[name]]
+        stack[name] = [quantize_weight(w, fmt) for w in stack[name]]
     fused, twin = stack, clone_stack(stack)
     torch.testing.assert_close(ops.decoder_layers(**fused), reference.decoder_layers(**twin), atol=1e-4, rtol=1e-4)

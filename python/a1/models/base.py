@@ -91,10 +91,17 @@ class DecoderLM(torch.nn.Module):
 
     def _apply(self, fn, recurse=True):
         module = super()._apply(fn, recurse)
-        if self.device.type != "cpu" and any(is_quantized(p) for p in self.parameters()):
-            raise NotImplementedError(
-                "a model with GGUF block weights runs on the CPU only (a1 has no CUDA kernels for them yet): "
-                "load the .gguf with dtype=torch.float16, torch.bfloat16 or torch.float32 to move it to a GPU")
+        if any(is_quantized(p) for p in self.parameters()):
+            # The block weights move as they are (uint8); a1 has kernels for them on the CPU and CUDA
+            # (dequantize, quant_linear), which take float32 activations only.
+            if self.device.type not in ("cpu", "cuda"):
+                raise NotImplementedError(
+                    f"a model with GGUF block weights runs on the CPU or a CUDA GPU, not on {self.device.type}: "
+                    "load the .gguf with dtype=torch.float16, torch.bfloat16 or torch.float32 for other devices")
+            if self.dtype != torch.float32:
+                raise NotImplementedError(
+                    f"a model with GGUF block weights computes in float32, not {self.dtype}: load the .gguf with "
+                    "dtype=torch.float16 or torch.bfloat16 to run dequantized weights in that dtype")
         # Panels are the layout of a1's CPU fp32 kernel only: after a move to a GPU or a cast, give
         # BLAS / cuBLAS their [N, K] back rather than a batched product per weight.
         if self.device.type != "cpu" or self.dtype != torch.float32:

@@ -42,15 +42,17 @@ class PagedDriver:
             self.lengths[seq] = end
         width = max(len(self.blocks[seq]) for seq, _ in batch)
         table = torch.zeros(len(batch), width, dtype=torch.int32)
+        device = self.model.device
         for row, (seq, _) in enumerate(batch):
             table[row, : len(self.blocks[seq])] = torch.tensor(self.blocks[seq], dtype=torch.int32)
-        meta = AttentionMetadata(
-            slot_mapping=torch.tensor(slots, dtype=torch.int64),
-            block_table=table,
-            seq_lens=torch.tensor(seq_lens, dtype=torch.int32),
-            query_start_loc=torch.tensor(starts, dtype=torch.int32),
+        meta = AttentionMetadata(  # on the model's device (a GPU model reads them there)
+            slot_mapping=torch.tensor(slots, dtype=torch.int64, device=device),
+            block_table=table.to(device),
+            seq_lens=torch.tensor(seq_lens, dtype=torch.int32, device=device),
+            query_start_loc=torch.tensor(starts, dtype=torch.int32, device=device),
         )
-        return torch.tensor(ids, dtype=torch.int64), torch.tensor(positions, dtype=torch.int64), meta
+        ids_tensor = torch.tensor(ids, dtype=torch.int64, device=device)
+        return ids_tensor, torch.tensor(positions, dtype=torch.int64, device=device), meta
 
     @torch.inference_mode()
     def step(self, batch: Sequence[tuple[int, Sequence[int]]]) -> torch.Tensor:

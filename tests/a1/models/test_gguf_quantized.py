@@ -127,12 +127,29 @@ def test_smollm2_quantized_in_the_engine(smollm2_pair):
                                atol=SMOLLM2_LOGPROB_TOLERANCE, rtol=0)
 
 
-def test_a_quantized_model_refuses_to_leave_the_cpu(wide_llama, tmp_path):
-    """No CUDA kernels for block weights yet: a move says so and names the way out (a dtype)."""
+def test_a_quantized_model_refuses_devices_and_dtypes_without_kernels(wide_llama, tmp_path):
+    """Block weights have kernels on the CPU and CUDA, for float32 activations: another device or a
+    cast says so and names the way out (a dtype at load time)."""
     hf_model, directory = wide_llama
-    model = load_model(write_gguf(hf_model, directory, tmp_path / "q8.gguf", formats={"attn_output": "Q8_0"})).model
-    with pytest.raises(NotImplementedError, match="dtype=torch.float16"):
-        model.to("meta")
+    path = write_gguf(hf_model, directory, tmp_path / "q8.gguf", formats={"attn_output": "Q8_0"})
+    with pytest.raises(NotImplementedError, match="CPU or a CUDA GPU, not on meta.*dtype=torch.float16"):
+        load_model(path).model.to("meta")
+    with pytest.raises(NotImplementedError, match="computes in float32, not torch.bfloat16"):
+        load_model(path).model.to(torch.bfloat16)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the quantized ops' kernels are "
+                    "covered by tests/a1_ext/test_cuda_emulated.py")
+def test_a_quantized_model_on_cuda_gives_the_cpu_logits(wide_llama, tmp_path):
+    """Every block format of the file on a GPU (dequantize for the embedding rows, quant_linear's decode
+    kernel and its GEMM path in the layers and the LM head): the CPU model's logits."""
+    hf_model, directory = wide_llama
+    path = write_gguf(hf_model, directory, tmp_path / "mixed.gguf", formats=MIXED)
+    on_cpu = load_model(path).model
+    on_cuda = load_model(path).model.to("cuda")
+    assert is_quantized(on_cuda.layers[0].mlp.down_weight) and on_cuda.layers[0].mlp.down_weight.is_cuda
+    ids = load_model(path).tokenizer.encode(PROMPT) * 2  # 2 prefill chunks of > 16 tokens: the GEMM path
+    torch.testing.assert_close(logits_of(on_cuda, ids).cpu(), logits_of(on_cpu, ids), atol=2e-4, rtol=1e-4)
 
 
 def test_a_distilled_draft_s_probe_reads_block_weights_as_the_dequantized_model(wide_llama, tmp_path):
