@@ -28,6 +28,22 @@ __device__ __forceinline__ float half_at(const uint8_t* p) {
   return quant::half_to_float(__ldg(reinterpret_cast<const unsigned short*>(p)));  // fields are 2-aligned
 }
 
+// quant::k4_scale_min on the 12 scale bytes read as three words: `sub` is a run-time value, and
+// indexing a byte array by it would put the array in local memory.
+__device__ __forceinline__ void k4_scale_min(const uint8_t* scales, int sub, int* scale, int* min) {
+  const unsigned* words = reinterpret_cast<const unsigned*>(scales);  // 4-aligned in 16-aligned blocks
+  const unsigned w0 = __ldg(words), w1 = __ldg(words + 1), w2 = __ldg(words + 2);
+  const int shift = 8 * (sub % 4);
+  const unsigned b0 = (w0 >> shift) & 0xFF, b1 = (w1 >> shift) & 0xFF, b2 = (w2 >> shift) & 0xFF;
+  if (sub < 4) {  // bytes sub and sub + 4
+    *scale = static_cast<int>(b0 & 63);
+    *min = static_cast<int>(b1 & 63);
+  } else {  // low 4 bits from byte sub + 4, high 2 bits from the top of bytes sub - 4 and sub
+    *scale = static_cast<int>((b2 & 0xF) | ((b0 >> 6) << 4));
+    *min = static_cast<int>((b2 >> 4) | ((b1 >> 6) << 4));
+  }
+}
+
 // Weights [32 sub, 32 sub + 32) of the block at `block` (sub < block_size / 32) into w.
 template <quant::Format F>
 __device__ __forceinline__ void decode_group(const uint8_t* block, int sub, float (&w)[quant::kGroup]) {
@@ -53,11 +69,10 @@ __device__ __forceinline__ void decode_group(const uint8_t* block, int sub, floa
 #pragma unroll
     for (int j = 0; j < 32; ++j) w[j] = static_cast<float>(static_cast<int8_t>(qs[j])) * d;
   } else if constexpr (F == Format::kQ4_K || F == Format::kQ5_K) {  // 144 / 176-byte blocks: 16-aligned
-    uint8_t scales[12], qs[32];
-    load_bytes<12, 4>(block + 4, scales);
+    uint8_t qs[32];
     load_bytes<32, 16>(block + (F == Format::kQ4_K ? 16 : 48) + 32 * (sub / 2), qs);
     int scale, min;
-    quant::k4_scale_min(sub, scales, &scale, &min);
+    k4_scale_min(block + 4, sub, &scale, &min);
     const float d = half_at(block) * static_cast<float>(scale);
     const float dm = half_at(block + 2) * static_cast<float>(min);
     const int shift = 4 * (sub % 2);

@@ -248,7 +248,7 @@ def test_quant_linear_views(tokens, no_tf32):
     x = torch.randn(tokens, 3 * 512)[:, ::3]
     want = reference.quant_linear(x, blocks)
     torch.testing.assert_close(ops.quant_linear(x.to(CUDA), misaligned).cpu(), want, atol=1e-3, rtol=1e-4)
-    torch.testing.assert_close(ops.quant_linear(x.to(CUDA)[:, :], blocks.to(CUDA)).cpu(), want, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(ops.quant_linear(x.to(CUDA), blocks.to(CUDA)).cpu(), want, atol=1e-3, rtol=1e-4)
     with pytest.raises(RuntimeError, match="weight must be on x's device"):
         ops.quant_linear(x.to(CUDA), blocks)
 
@@ -263,7 +263,7 @@ def test_quant_linear_gemm_in_slices(no_tf32):
 
 
 def test_linear_step_score_on_a_quantized_head():
-    head = finite_blocks("Q6_K", 3000, 1, scale=0.05)
+    head = finite_blocks("Q6_K", 3000, 1, scale=0.002)  # logits of a few units
     g = torch.Generator().manual_seed(7)
     hidden = torch.randn(40, 256, generator=g)
     ids, cu = torch.randint(0, 3000, (40,), generator=g), torch.tensor([0, 15, 15, 40])
