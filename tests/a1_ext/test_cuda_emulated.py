@@ -1,8 +1,9 @@
 """The CUDA kernels, run on the CPU by the emulator in cuda_emu/, against the pure-torch twins.
 
 No GPU is needed: this checks the kernels' logic (indexing, reductions, filters, the Philox
-stream, the accept chain) on every machine with g++ and the CUDA headers; test_cuda_ops.py runs
-the same comparisons on a real device when there is one. Sizes are small because every CUDA
+stream, the accept chain, the GGUF block decoding) on every machine with g++ and the CUDA headers;
+test_cuda_ops.py runs the same comparisons on a real device when there is one. The quantized ops
+are also compared with their CPU kernels (the compiled a1_ext) and with the gguf package. Sizes are small because every CUDA
 thread is an OS thread here.
 """
 from __future__ import annotations
@@ -236,9 +237,10 @@ def test_quant_linear_matches_twin(name, tokens):
 
 
 @pytest.mark.parametrize("name,blocks_per_row", [("Q4_0", 1), ("Q8_0", 40), ("Q4_K", 1), ("Q6_K", 5)])
-@pytest.mark.parametrize("tokens", [1, 7])
+@pytest.mark.parametrize("tokens", [1, 2, 7, 11])
 def test_quant_gemv_row_widths(name, blocks_per_row, tokens):
-    # 1 to 40 groups per row: several rows per warp (1 or 8 lanes each), and lanes looping over groups.
+    # 1 to 40 groups per row: several rows per warp (1 or 8 lanes each), and lanes looping over groups;
+    # every register tile of token rows (1, 2, 8, 16), the last two partly used.
     blocks = finite_blocks(name, 19, blocks_per_row, seed=blocks_per_row)
     x = torch.randn(tokens, in_features(name, blocks_per_row), generator=torch.Generator().manual_seed(tokens))
     torch.testing.assert_close(emu.quant_linear(x, blocks), reference.quant_linear(x, blocks), atol=1e-3, rtol=1e-4)
