@@ -24,8 +24,10 @@ struct QuantWeight {
 
 // Token rows up to which quant_linear runs the decode kernel (each block decoded once in registers
 // and multiplied into every token row); more rows dequantize the weight into a float32 scratch and
-// multiply with cuBLAS. Above 16 rows the decode kernel's per-weight work (one FMA per token row)
-// no longer hides under the weight stream, while the scratch costs 8 bytes per weight written and read.
+// multiply with cuBLAS. The decode kernel does one FMA per weight and token row on top of the
+// decoding, the GEMM path writes and reads 8 bytes of scratch per weight (vs 0.56 to 1.06 bytes of
+// blocks): up to 16 rows the first should cost less. Reasoned, not yet measured on a GPU:
+// bench_cuda_kernels.py times T = 16 and 17 (both paths) to check it.
 constexpr int64_t kQuantGemvMaxTokens = 16;
 
 // out[r, :] = W[row(r), :] as float32, r in [0, count), out rows K floats apart; row(r) is
