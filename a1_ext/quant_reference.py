@@ -1,6 +1,7 @@
 """Pure-PyTorch twins of the quantized ops (a1_ext.reference re-exports them): every GGUF block format
 decoded with tensor ops, exactly as gguf.quants.dequantize computes it in float32 (each product
-rounded before the add), and quant_linear as F.linear on the dequantized weight."""
+rounded before the add), and quant_linear as F.linear of the 8-bit rounded activations (round_activations:
+per 32-value group, as llama.cpp rounds them) on the dequantized weight."""
 from __future__ import annotations
 
 from typing import Optional
@@ -79,5 +80,18 @@ def dequantize(weight: torch.Tensor, rows: Optional[torch.Tensor] = None) -> tor
     return out.reshape(n, nb * fmt.block_size)
 
 
+def round_activations(x: torch.Tensor) -> torch.Tensor:
+    """x [T, K] (K a multiple of 32) rounded to 8 bits per 32-value group: d = max|x| / 127,
+    q = round(x / d) (ties to even) in [-127, 127], returned as q * d; a group holding inf or NaN
+    becomes NaN."""
+    groups = x.float().reshape(x.shape[0], -1, 32)
+    finite = torch.isfinite(groups).all(dim=2, keepdim=True)
+    amax = groups.abs().amax(dim=2, keepdim=True)
+    d = torch.where(finite, amax / 127.0, torch.full_like(amax, float("nan")))
+    inverse = torch.where(finite & (d != 0), 1.0 / d, torch.zeros_like(d))
+    q = torch.round(torch.where(finite, groups, torch.zeros_like(groups)) * inverse).clamp(-127, 127)
+    return ((q + 0.0) * d).reshape(x.shape)  # q is an integer: + 0.0 turns a rounded -0.0 into 0
+
+
 def quant_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    return torch.nn.functional.linear(x, dequantize(weight), bias)
+    return torch.nn.functional.linear(round_activations(x), dequantize(weight), bias)

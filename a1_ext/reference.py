@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 try:
-    from .quant_reference import dequantize, is_quantized, quant_linear  # noqa: F401  (the quantized ops' twins)
+    from .quant_reference import dequantize, is_quantized, quant_linear, round_activations  # noqa: F401  (the quantized ops' twins)
 except ImportError:  # loaded by path outside the package (tests/a1_ext/cuda_cases.py)
     import importlib.util
     import pathlib
@@ -22,6 +22,7 @@ except ImportError:  # loaded by path outside the package (tests/a1_ext/cuda_cas
     _quant = sys.modules.setdefault(_spec.name, importlib.util.module_from_spec(_spec))
     _spec.loader.exec_module(_quant)
     dequantize, is_quantized, quant_linear = _quant.dequantize, _quant.is_quantized, _quant.quant_linear
+    round_activations = _quant.round_activations
 
 _MASK32 = 0xFFFFFFFF
 RNG_SAMPLE_RACE, RNG_VERIFY_ACCEPT, RNG_VERIFY_RACE = 0, 1, 2
@@ -230,8 +231,9 @@ def step_score(logits, token_ids, cu_seqlens, temperature) -> tuple[torch.Tensor
 
 
 def linear_step_score(hidden, lm_head, token_ids, cu_seqlens, temperature, chunk) -> tuple[torch.Tensor, torch.Tensor]:
-    head = dequantize(lm_head) if is_quantized(lm_head) else lm_head.float()
-    return step_score(linear(hidden.float(), head), token_ids, cu_seqlens, temperature)
+    if is_quantized(lm_head):  # as quant_linear multiplies: 8-bit rounded activations
+        return step_score(quant_linear(hidden.float(), lm_head), token_ids, cu_seqlens, temperature)
+    return step_score(linear(hidden.float(), lm_head.float()), token_ids, cu_seqlens, temperature)
 
 
 # ----------------------------------------------------------------------------- random ops

@@ -1,9 +1,12 @@
 // CPU glue of the quantized ops. a1::dequantize decodes whole rows exactly (the embedding lookup
-// reads only the rows it needs). a1::quant_linear multiplies by GGUF blocks without widening them:
-// up to kGemvMaxTokens token rows (decode steps) run the kernel that decodes each block in
-// registers and streams the weights once per token tile (quant/quant_gemv_kernels.h); more rows
-// (prefill, scoring) decode 16-row panels into a per-thread fp32 buffer and run the fp32 packed
-// kernel on them (quant/quant_gemm_kernels.h). Both pick AVX-512, AVX2 or baseline code at run time.
+// reads only the rows it needs). a1::quant_linear multiplies 8-bit rounded activations by GGUF
+// blocks without widening them (quant/quant_activations.h says why and how x is rounded): up to
+// kInt8MaxTokens token rows on a CPU with AVX2 run integer dot products on the rounded bytes
+// (quant/quant_int8_kernels.h, VNNI where present); elsewhere, up to kGemvMaxTokens rows run the
+// kernel that decodes each block to fp32 in registers (quant/quant_gemv_kernels.h), and more rows
+// (prefill, scoring) decode 16-row panels into a per-thread fp32 buffer for the fp32 packed kernel
+// (quant/quant_gemm_kernels.h); the fp32 kernels multiply the rounded values q * d. Each picks
+// AVX-512, AVX2 or baseline code at run time.
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
@@ -14,7 +17,9 @@
 #include "common/parallel_rows.h"
 #include "quant/quant_checks.h"
 #include "quant/quant_cpu.h"
+#include "quant/quant_activations.h"
 #include "quant/quant_gemm_kernels.h"
+#include "quant/quant_int8_kernels.h"
 
 namespace a1 {
 namespace {
@@ -22,6 +27,8 @@ namespace {
 // Token rows up to which the in-register decode path beats decoding panels for the packed kernel
 // (measured on the benchmark machine, SmolLM2-135M's shapes, by timing quant_linear at 1-32 rows).
 constexpr int64_t kGemvMaxTokens = 8;
+// Token rows up to which the integer kernel beats the fp32 panels (measured likewise).
+constexpr int64_t kInt8MaxTokens = 8;
 
 quant::QuantGemmParams gemm_params(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                    at::Tensor& out, quant::Format format) {
@@ -44,6 +51,34 @@ void gemv_rows(const quant::QuantGemmParams& p, int64_t n_begin, int64_t n_end, 
   const int64_t units = (n_end - n_begin + align - 1) / align;
   for_each_weight_range(units, align * p.in_features, [&](int64_t begin, int64_t end) {
     rows_fn(p, n_begin + begin * align, std::min(n_end, n_begin + end * align));
+  });
+}
+
+// Every token row of x rounded to 8 bits: into Q8 rows (`q8`, for the integer kernel, with offsets
+// for `zero_point`) or into floats q * d (`rounded` [T, K]).
+void round_rows(const at::Tensor& x, uint8_t* q8, int zero_point, float* rounded, simd::Isa isa) {
+  const int64_t T = x.size(0), K = x.size(1), row_bytes = quant::q8_row_bytes(K);
+  const quant::RoundRowFn fn = quant::select_round_row(isa);
+  const float* data = x.data_ptr<float>();
+  at::parallel_for(0, T, std::max<int64_t>(1, 65536 / std::max<int64_t>(K, 1)), [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const quant::Q8Row row = q8 != nullptr ? quant::q8_row_at(q8 + t * row_bytes, K) : quant::Q8Row{};
+      fn(data + t * x.stride(0), K, row, zero_point, rounded != nullptr ? rounded + t * K : nullptr);
+    }
+  });
+}
+
+// Weight rows [0, N) for every token row by the integer kernel on the rounded rows.
+void int8_linear(const quant::QuantGemmParams& p, const at::Tensor& x, quant::Int8RowsFn fn, simd::Isa isa) {
+  const int64_t K = p.in_features, row_bytes = quant::q8_row_bytes(K);
+  const at::Tensor buffer = at::empty({p.tokens * row_bytes}, x.options().dtype(at::kByte));  // 64-byte aligned
+  uint8_t* q8 = buffer.data_ptr<uint8_t>();
+  round_rows(x, q8, quant::int8_zero_point(p.format, fn), nullptr, isa);
+  std::vector<quant::Q8Row> rows(p.tokens);
+  for (int64_t t = 0; t < p.tokens; ++t) rows[t] = quant::q8_row_at(q8 + t * row_bytes, K);
+  const int64_t align = quant::kQuantRowAlignment, units = (p.out_features + align - 1) / align;
+  for_each_weight_range(units, align * K, [&](int64_t begin, int64_t end) {
+    fn(p, rows.data(), begin * align, std::min(p.out_features, end * align));
   });
 }
 
@@ -95,8 +130,15 @@ at::Tensor quant_linear_cpu(const at::Tensor& x_in, const at::Tensor& weight, co
   if (out.numel() == 0) return out;
   if (x.size(1) == 0) return bias.has_value() ? out.copy_(bias->expand_as(out)) : out.zero_();
   const at::Tensor bias_contiguous = bias.has_value() ? bias->contiguous() : at::Tensor();
-  const quant::QuantGemmParams p = gemm_params(x, weight, bias_contiguous, out, format);
   const simd::Isa isa = simd::select_isa();
+  const quant::Int8RowsFn int8_fn = x.size(0) <= kInt8MaxTokens ? quant::select_int8_rows(isa) : nullptr;
+  if (int8_fn != nullptr) {
+    int8_linear(gemm_params(x, weight, bias_contiguous, out, format), x, int8_fn, isa);
+    return out;
+  }
+  at::Tensor rounded = at::empty({x.size(0), x.size(1)}, x.options());
+  round_rows(x, nullptr, 0, rounded.data_ptr<float>(), isa);
+  const quant::QuantGemmParams p = gemm_params(rounded, weight, bias_contiguous, out, format);
   const int64_t covered = x.size(0) > kGemvMaxTokens ? gemm_panels(p, isa) : 0;
   if (covered < p.out_features) gemv_rows(p, covered, p.out_features, isa);
   return out;

@@ -64,6 +64,59 @@ def test_quant_linear_odd_row_counts_and_strided_x(rows, isa):
                                atol=1e-3, rtol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["Q4_0", "Q4_1", "Q8_0"])
+@pytest.mark.parametrize("groups", [16, 18, 33])
+def test_quant_linear_many_groups(name, groups, isa):
+    """Whole and partial chunks of 16 groups (the 512-bit kernel sums 16 groups at a time), an odd
+    group count (its last group pairs with zeros), every token tile."""
+    blocks = finite_blocks(name, 21, groups, seed=groups)
+    g = torch.Generator().manual_seed(groups)
+    x = torch.randn(11, 32 * groups, generator=g)
+    want = reference.quant_linear(x, blocks)
+    for t in (1, 2, 3, 8, 11):
+        torch.testing.assert_close(ops.quant_linear(x[:t], blocks), want[:t], atol=1e-3, rtol=1e-4)
+
+
+def identity_q8_0(n: int, k: int) -> torch.Tensor:
+    """Q8_0 blocks of W [n, k] with W[i, i] = 1, zeros elsewhere: x @ W^T is x's first n columns."""
+    blocks = torch.zeros(n, k // 32, 34, dtype=torch.uint8)
+    blocks[:, :, 0:2] = torch.tensor([1.0], dtype=torch.float16).view(torch.uint8)
+    for i in range(n):
+        blocks[i, i // 32, 2 + i % 32] = 1
+    return blocks
+
+
+def test_round_activations_rounds_half_to_even_per_group():
+    group = torch.zeros(32)
+    group[:6] = torch.tensor([127.0, 0.5, 1.5, 2.5, -2.5, 126.6])  # max 127: d = 1, q = x rounded
+    x = torch.cat([group, group / 4, torch.zeros(32)]).unsqueeze(0)
+    rounded = reference.round_activations(x)
+    assert rounded[0, :6].tolist() == [127.0, 0.0, 2.0, 2.0, -2.0, 127.0]
+    assert torch.equal(rounded[0, 32:64], rounded[0, :32] / 4)  # d = 1 / 4: the same q
+    assert torch.equal(rounded[0, 64:], torch.zeros(32))  # an all-zero group: d = 0
+
+
+@pytest.mark.parametrize("tokens", [1, 2, 7, 9, 40])
+def test_quant_linear_rounds_activations_exactly_as_the_twin(tokens, isa):
+    """x @ I^T is the rounded x itself: one product per output, so every path (integer kernels, fp32
+    decode, panels) must give the twin's rounding bit for bit: ties to even, zero and tiny groups;
+    a group holding inf makes its whole token row NaN."""
+    K, n = 32 * 19, 32 * 19 - 5
+    g = torch.Generator().manual_seed(tokens)
+    x = torch.randn(tokens, K, generator=g) * torch.logspace(-30, 10, K)[torch.randperm(K, generator=g)]
+    x[0, :6] = torch.tensor([127.0, 0.5, 1.5, 2.5, -2.5, 126.6])
+    x[0, 6:32] = 0.25
+    x[0, 32:64] = 0.0
+    x[-1, 100:132] = 1e-40  # subnormal
+    got = ops.quant_linear(x, identity_q8_0(n, K))
+    assert_bit_equal(got, reference.round_activations(x)[:, :n])
+    if tokens > 1:
+        x[1, 200] = float("inf")
+        got = ops.quant_linear(x, identity_q8_0(n, K))
+        assert torch.isnan(got[1]).all() and not torch.isnan(got[0]).any()
+        assert torch.isnan(reference.quant_linear(x, identity_q8_0(n, K))[1]).all()
+
+
 def test_quant_linear_empty_inputs():
     blocks = finite_blocks("Q8_0", 5, 1)
     assert ops.quant_linear(torch.randn(0, 32), blocks).shape == (0, 5)
