@@ -1,6 +1,7 @@
 // CUDA glue of the quantized ops: the checks shared with the CPU glue (quant/quant_checks.h, same
-// messages), device guard, current stream, then the torch-free launchers of dequantize.cu and
-// quant_gemv.cu. quant_linear runs the decode kernel up to kQuantGemvMaxTokens token rows; more
+// messages), device guard, current stream, then the torch-free launchers of dequantize.cu,
+// round_activations.cu and quant_gemv.cu. quant_linear rounds the token rows to 8 bits per group
+// (as the CPU op does), then runs the decode kernel up to kQuantGemvMaxTokens token rows; more
 // rows (prefill, scoring) dequantize the weight into a float32 scratch, a bounded number of rows at
 // a time, and multiply it with cuBLAS through at::mm (this toolkit has no cuBLAS headers, and
 // cuBLAS's fp32 GEMM beats a hand-written one once there are enough rows to reuse each weight).
@@ -71,12 +72,17 @@ at::Tensor quant_linear_cuda(const at::Tensor& x_in, const at::Tensor& weight_in
   const quant::Format format = check_quant_linear_inputs(x_in, weight_in, bias);
   TORCH_CHECK(x_in.device().is_cuda(), "x must be a CUDA tensor for the CUDA kernel, got ", x_in.device());
   c10::cuda::CUDAGuard guard(x_in.device());
-  const int64_t T = x_in.size(0), N = weight_in.size(0);
+  const int64_t T = x_in.size(0), N = weight_in.size(0), K = x_in.size(1);
   if (T == 0 || N == 0) return at::empty({T, N}, x_in.options());
-  if (T > cuda::kQuantGemvMaxTokens) return quant_matmul(x_in, weight_in, format, bias);
-  // The decode kernel's 16-byte loads (quant_cuda.h): a misaligned view is copied (a fresh tensor is aligned).
-  const bool x_ok = x_in.stride(1) == 1 && x_in.stride(0) % 4 == 0 && aligned16(x_in);
-  const at::Tensor x = x_ok ? x_in : x_in.clone(at::MemoryFormat::Contiguous);
+  // Both paths multiply the 8-bit rounded activations (quant/quant_activations.h), held in a fresh
+  // contiguous tensor: 16-byte aligned rows, as the decode kernel's loads need.
+  const at::Tensor x_rows = x_in.stride(1) == 1 ? x_in : x_in.contiguous();
+  const at::Tensor x = at::empty({T, K}, x_in.options());
+  check_launch(cuda::launch_round_activations(x_rows.data_ptr<float>(), x_rows.stride(0), T, K, x.data_ptr<float>(),
+                                              current_stream()),
+               "quant_linear");
+  if (T > cuda::kQuantGemvMaxTokens) return quant_matmul(x, weight_in, format, bias);
+  // The decode kernel's 16-byte loads: a misaligned view of the blocks is copied (a fresh tensor is aligned).
   const at::Tensor weight = aligned16(weight_in) ? weight_in : weight_in.clone();
   const at::Tensor bias_contiguous = bias.has_value() ? bias->contiguous() : at::Tensor();
   at::Tensor out = at::empty({T, N}, x.options());

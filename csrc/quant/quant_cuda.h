@@ -1,7 +1,8 @@
-// Launchers of the CUDA kernels of the quantized ops (csrc/quant/dequantize.cu, quant_gemv.cu).
-// Torch-free: the glue in quant_cuda.cpp passes raw pointers, the format and a stream. Same
-// semantics as the CPU kernels (quant_cpu.cpp): dequantize is exact (gguf.quants' float32 values,
-// bit for bit); quant_linear sums in fp32 in another order than F.linear on the dequantized weight.
+// Launchers of the CUDA kernels of the quantized ops (csrc/quant/dequantize.cu, round_activations.cu,
+// quant_gemv.cu). Torch-free: the glue in quant_cuda.cpp passes raw pointers, the format and a
+// stream. Same semantics as the CPU kernels (quant_cpu.cpp): dequantize is exact (gguf.quants'
+// float32 values, bit for bit); quant_linear multiplies the same 8-bit rounded activations and sums
+// in fp32 in another order than F.linear on the dequantized weight.
 #pragma once
 #include <cstdint>
 
@@ -34,6 +35,12 @@ constexpr int64_t kQuantGemvMaxTokens = 16;
 // rows[r] (int64, on the device, each in [0, N): the glue checks) or row_begin + r when rows is null.
 LaunchStatus launch_dequantize(const QuantWeight& weight, const int64_t* rows, int64_t row_begin, int64_t count,
                                float* out, cudaStream_t stream);
+
+// x [T, K] (rows x_stride floats apart, each contiguous; K a multiple of 32) rounded to 8 bits per
+// 32-value group into out [T, K] contiguous: the floats q * d of quant/quant_activations.h, bit for
+// bit (a group holding inf or NaN: NaN). quant_linear multiplies these on both of its paths.
+LaunchStatus launch_round_activations(const float* x, int64_t x_stride, int64_t tokens, int64_t in_features,
+                                      float* out, cudaStream_t stream);
 
 // out[t, n] = sum_k x[t, k] W[n, k] (+ bias[n]) for t < tokens <= kQuantGemvMaxTokens: x rows
 // x_stride floats apart (a multiple of 4) and 16-byte aligned, bias [N] or null, out [tokens, N]

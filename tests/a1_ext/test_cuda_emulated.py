@@ -257,14 +257,73 @@ def test_quant_linear_gemm_in_slices(name):
     torch.testing.assert_close(got, reference.quant_linear(x, blocks, bias), atol=1e-3, rtol=1e-4)
 
 
+def identity_q8_0(n: int, k: int) -> torch.Tensor:
+    """Q8_0 blocks of W [n, k] with W[i, i] = 1, zeros elsewhere: x @ W^T is x's first n columns."""
+    blocks = torch.zeros(n, k // 32, 34, dtype=torch.uint8)
+    blocks[:, :, 0:2] = torch.tensor([1.0], dtype=torch.float16).view(torch.uint8)
+    for i in range(n):
+        blocks[i, i // 32, 2 + i % 32] = 1
+    return blocks
+
+
+def activation_rows(tokens: int, seed: int) -> torch.Tensor:
+    """Token rows over 40 decades, with ties to even, a zero group, a subnormal group and a group of
+    equal values: the rounding's edge cases."""
+    K = 32 * 19
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(tokens, K, generator=g) * torch.logspace(-30, 10, K)[torch.randperm(K, generator=g)]
+    x[0, :6] = torch.tensor([127.0, 0.5, 1.5, 2.5, -2.5, 126.6])
+    x[0, 6:32] = 0.25
+    x[0, 32:64] = 0.0
+    x[-1, 100:132] = 1e-40
+    return x
+
+
+@pytest.mark.parametrize("tokens", [1, 2, QUANT_GEMV_MAX + 1])
+def test_round_activations_bit_exact(tokens):
+    x = activation_rows(tokens, tokens)
+    assert_bit_equal(emu.round_activations(x), reference.round_activations(x))
+    assert_bit_equal(emu.round_activations(x[:, ::2].contiguous()[:, :288]), reference.round_activations(x[:, ::2][:, :288]))
+    x[-1, 200] = float("inf")
+    x[0, 5] = float("nan")
+    got = emu.round_activations(x)
+    assert_bit_equal(got, reference.round_activations(x))
+    assert torch.isnan(got[-1, 192:224]).all() and torch.isnan(got[0, :32]).all()
+
+
+@pytest.mark.parametrize("tokens", [1, 2, 9, QUANT_GEMV_MAX + 1, 40])
+def test_quant_linear_rounds_activations_as_the_cpu_op(tokens):
+    """x @ I^T is the rounded x itself (one product per output): both CUDA paths give the CPU op's
+    and the twin's rounding bit for bit; an inf makes its token row NaN."""
+    x = activation_rows(tokens, 100 + tokens)
+    n = x.shape[1] - 5
+    eye = identity_q8_0(n, x.shape[1])
+    got = emu.quant_linear(x, eye)
+    assert_bit_equal(got, reference.round_activations(x)[:, :n])
+    assert_bit_equal(got, ops.quant_linear(x, eye))
+    if tokens > 1:
+        x[1, 200] = float("inf")
+        got = emu.quant_linear(x, eye)
+        assert torch.isnan(got[1]).all() and not torch.isnan(got[0]).any()
+
+
 def test_quant_gemv_strided_x_and_alignment():
     blocks = finite_blocks("Q4_1", 9, 3, seed=4)
-    x = torch.randn(4, 3 * 96)[:, ::3]  # inner stride 3: copied to contiguous rows first, as the glue does
+    x = torch.randn(4, 3 * 96)[:, ::3]  # inner stride 3: rounded into contiguous rows first, as the glue does
     torch.testing.assert_close(emu.quant_linear(x, blocks), reference.quant_linear(x, blocks), atol=1e-3, rtol=1e-4)
-    # The launcher refuses blocks that are not 16-byte aligned (its loads need it; the glue copies them).
+    # The decode launcher refuses blocks or token rows that are not 16-byte aligned (its loads need
+    # them; the glue copies such blocks, and its rounded rows are a fresh tensor).
     flat = torch.empty(blocks.numel() + 16, dtype=torch.uint8)
     start = (16 - flat.data_ptr() % 16) % 16 + 4
     shifted = flat[start : start + blocks.numel()].view(blocks.shape)
     shifted.copy_(blocks)
+    rows = x.contiguous()
+    assert torch.equal(emu.quant_gemv(rows, blocks), emu.quant_gemv(rows, blocks.clone()))
     with pytest.raises(RuntimeError, match="emulated quant_linear failed"):
-        emu.quant_linear(x.contiguous(), shifted)
+        emu.quant_gemv(rows, shifted)
+    wide = torch.empty(4 * 96 + 4)
+    off = (16 - wide.data_ptr() % 16) % 16 // 4 + 1
+    misaligned_x = wide[off : off + 4 * 96].view(4, 96)
+    misaligned_x.copy_(rows)
+    with pytest.raises(RuntimeError, match="emulated quant_linear failed"):
+        emu.quant_gemv(misaligned_x, blocks)

@@ -159,15 +159,20 @@ def test_a_quantized_model_refuses_devices_and_dtypes_without_kernels(wide_llama
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the quantized ops' kernels are "
                     "covered by tests/a1_ext/test_cuda_emulated.py")
 def test_a_quantized_model_on_cuda_gives_the_cpu_logits(wide_llama, tmp_path):
-    """Every block format of the file on a GPU (dequantize for the embedding rows, quant_linear's decode
-    kernel and its GEMM path in the layers and the LM head): the CPU model's logits."""
+    """The mixed-format file on a GPU (dequantize for the embedding rows, quant_linear's decode kernel
+    and its GEMM path in the layers and the LM head): the CPU model's logits."""
     hf_model, directory = wide_llama
     path = write_gguf(hf_model, directory, tmp_path / "mixed.gguf", formats=MIXED)
     on_cpu = load_model(path).model
     on_cuda = load_model(path).model.to("cuda")
     assert is_quantized(on_cuda.layers[0].mlp.down_weight) and on_cuda.layers[0].mlp.down_weight.is_cuda
-    ids = load_model(path).tokenizer.encode(PROMPT) * 2  # 2 prefill chunks of > 16 tokens: the GEMM path
-    torch.testing.assert_close(logits_of(on_cuda, ids).cpu(), logits_of(on_cpu, ids), atol=2e-4, rtol=1e-4)
+    ids = load_model(path).tokenizer.encode(PROMPT) * 2  # a prefill chunk of > 16 tokens: the GEMM path
+    # Both devices round the activations to 8 bits alike, but sums in another order move a value
+    # across a rounding step now and then: on the CPU, prefilling by panels instead of token by token
+    # moves the logits by 7e-4 of their norm (measured); no activation rounding at all would be 1-3%.
+    got, want = logits_of(on_cuda, ids).cpu(), logits_of(on_cpu, ids)
+    relative = ((got - want).norm() / want.norm()).item()
+    assert relative <= 0.005, f"CUDA logits differ from the CPU's by {relative:.5f} of their norm"
 
 
 def test_a_distilled_draft_s_probe_reads_block_weights_as_the_dequantized_model(wide_llama, tmp_path):

@@ -106,6 +106,7 @@ _SIGNATURES = {  # entry.cpp's C functions
     "emu_sample": [_P, _I32, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P, _P],
     "emu_sampling_probs": [_P, _I32, _I64, _I64, _I64, _P, _P, _P, _P, _P],
     "emu_dequantize": [_P, _I64, _I64, _I64, _I32, _P, _I64, _I64, _P],
+    "emu_round_activations": [_P, _I64, _I64, _I64, _P],
     "emu_quant_gemv": [_P, _I64, _I64, _I64, _I32, _P, _I64, _I64, _P, _P],
     "emu_speculative_verify": [_P, _I32, _I64, _P, _P, _P, _I32, _I64, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P,
                                _I64, _P, _P],

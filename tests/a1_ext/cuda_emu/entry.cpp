@@ -171,6 +171,10 @@ int emu_quant_gemv(const uint8_t* weight, int64_t rows, int64_t in_features, int
   return a1::cuda::launch_quant_gemv(w, x, x_stride, tokens, bias, out, nullptr);
 }
 
+int emu_round_activations(const float* x, int64_t x_stride, int64_t tokens, int64_t in_features, float* out) {
+  return a1::cuda::launch_round_activations(x, x_stride, tokens, in_features, out, nullptr);
+}
+
 int64_t emu_quant_gemv_max_tokens() { return a1::cuda::kQuantGemvMaxTokens; }
 
 }  // extern "C"

@@ -198,12 +198,22 @@ def quant_gemv_max_tokens() -> int:
     return lib().emu_quant_gemv_max_tokens()
 
 
+def round_activations(x) -> torch.Tensor:
+    """x [T, K] rounded to 8 bits per 32-value group (the values q * d), as quant_linear multiplies."""
+    x = x if x.stride(1) == 1 else x.contiguous()
+    out = torch.empty(x.shape[0], x.shape[1])
+    _check(lib().emu_round_activations(_ptr(x), x.stride(0), x.shape[0], x.shape[1], _ptr(out)), "round_activations")
+    return out
+
+
 def quant_linear(x, weight, bias=None, scratch_floats: int = 1 << 25) -> torch.Tensor:
-    """As the glue (csrc/quant/quant_cuda.cpp): the decode kernel up to quant_gemv_max_tokens() rows,
-    else the weight dequantized `scratch_floats` at a time and multiplied by torch."""
+    """As the glue (csrc/quant/quant_cuda.cpp): x rounded to 8 bits per group, then the decode kernel
+    up to quant_gemv_max_tokens() rows, else the weight dequantized `scratch_floats` at a time and
+    multiplied by torch."""
     T, N, K = x.shape[0], weight.shape[0], x.shape[1]
     if T == 0 or N == 0:
         return torch.empty(T, N)
+    x = round_activations(x)
     if T > quant_gemv_max_tokens():
         slice_rows = min(max(scratch_floats // max(K, 1), 1), N)
         scratch = torch.empty(slice_rows, K)
@@ -213,10 +223,16 @@ def quant_linear(x, weight, bias=None, scratch_floats: int = 1 << 25) -> torch.T
             part = dequantize(weight, row_begin=n0, count=n, out=scratch[:n])
             out[:, n0 : n0 + n] = x @ part.t() + (bias[n0 : n0 + n] if bias is not None else 0)
         return out
-    if not (x.stride(1) == 1 and x.stride(0) % 4 == 0 and x.data_ptr() % 16 == 0):
-        x = x.clone(memory_format=torch.contiguous_format)
     bias = bias.contiguous() if bias is not None else None
     out = torch.empty(T, N)
     _check(lib().emu_quant_gemv(*_quant_weight(weight), _ptr(x), x.stride(0), T, _ptr(bias), _ptr(out)),
+           "quant_linear")
+    return out
+
+
+def quant_gemv(x, weight) -> torch.Tensor:
+    """The decode kernel alone on x as given (no rounding): for the launcher's precondition checks."""
+    out = torch.empty(x.shape[0], weight.shape[0])
+    _check(lib().emu_quant_gemv(*_quant_weight(weight), _ptr(x), x.stride(0), x.shape[0], None, _ptr(out)),
            "quant_linear")
     return out
