@@ -84,7 +84,7 @@ def round_activations(x: torch.Tensor) -> torch.Tensor:
     """x [T, K] (K a multiple of 32) rounded to 8 bits per 32-value group: d = max|x| / 127,
     q = round(x / d) (ties to even) in [-127, 127], returned as q * d; a group holding inf or NaN
     becomes NaN."""
-    groups = x.float().reshape(x.shape[0], x.shape[1] // 32, 32)  # -1 is ambiguous for T = 0
+    groups = x.float().reshape(x.shape[0], x.shape[1] // 32, 32)
     finite = torch.isfinite(groups).all(dim=2, keepdim=True)
     amax = groups.abs().amax(dim=2, keepdim=True)
     d = torch.where(finite, amax / 127.0, torch.full_like(amax, float("nan")))

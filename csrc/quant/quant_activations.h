@@ -34,6 +34,7 @@ struct Q8Row {
   float* chunk_d;
   float* chunk_sum;
   int32_t* chunk_offset;
+  int32_t* zero_sum;  // [g]: -zero_point * sum(q), for quant_int8_panels.h
 };
 
 // The group whose dot product lane i of the 512-bit kernel's reduced vector holds.
@@ -44,7 +45,7 @@ inline int64_t round_up_64(int64_t n) { return (n + 63) / 64 * 64; }
 // Bytes a Q8Row of K values needs (each array 64-byte aligned).
 inline int64_t q8_row_bytes(int64_t K) {
   const int64_t groups = K / kGroup, chunks = (groups + 15) / 16;
-  return round_up_64(K) + 2 * round_up_64(groups * 4) + round_up_64(groups * 32) + 3 * chunks * 64;
+  return round_up_64(K) + 3 * round_up_64(groups * 4) + round_up_64(groups * 32) + 3 * chunks * 64;
 }
 
 inline Q8Row q8_row_at(uint8_t* base, int64_t K) {
@@ -54,7 +55,8 @@ inline Q8Row q8_row_at(uint8_t* base, int64_t K) {
   return {reinterpret_cast<int8_t*>(base), reinterpret_cast<float*>(base + q_bytes),
           reinterpret_cast<float*>(base + q_bytes + scale_bytes),
           reinterpret_cast<int32_t*>(base + q_bytes + 2 * scale_bytes), reinterpret_cast<float*>(chunk_base),
-          reinterpret_cast<float*>(chunk_base + chunks * 64), reinterpret_cast<int32_t*>(chunk_base + 2 * chunks * 64)};
+          reinterpret_cast<float*>(chunk_base + chunks * 64), reinterpret_cast<int32_t*>(chunk_base + 2 * chunks * 64),
+          reinterpret_cast<int32_t*>(chunk_base + 3 * chunks * 64)};
 }
 
 // Rounds x [K] (K a multiple of 32) into `row` (when row.q is not nullptr, with offsets for
@@ -88,6 +90,7 @@ inline void round_row_q8(const float* x, int64_t K, const Q8Row& row, int zero_p
       row.offsets[g * 8 + lane] = -zero_point * (q[4 * lane] + q[4 * lane + 1] + q[4 * lane + 2] + q[4 * lane + 3]);
     row.d[g] = d;
     row.sum[g] = d * static_cast<float>(total);
+    row.zero_sum[g] = -zero_point * total;
   }
   if (row.q == nullptr) return;
   const int64_t groups = K / kGroup;
@@ -98,10 +101,7 @@ inline void round_row_q8(const float* x, int64_t K, const Q8Row& row, int zero_p
       const bool present = g < groups;
       row.chunk_d[16 * c + i] = present ? row.d[g] : 0.0f;
       row.chunk_sum[16 * c + i] = present ? row.sum[g] : 0.0f;
-      // -zero_point * sum(q) = the lane offsets' total (exact in int32)
-      int32_t offset = 0;
-      for (int lane = 0; present && lane < 8; ++lane) offset += row.offsets[8 * g + lane];
-      row.chunk_offset[16 * c + i] = offset;
+      row.chunk_offset[16 * c + i] = present ? row.zero_sum[g] : 0;
     }
 }
 

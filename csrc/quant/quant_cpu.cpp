@@ -1,12 +1,14 @@
 // CPU glue of the quantized ops. a1::dequantize decodes whole rows exactly (the embedding lookup
 // reads only the rows it needs). a1::quant_linear multiplies 8-bit rounded activations by GGUF
-// blocks without widening them (quant/quant_activations.h says why and how x is rounded): up to
-// kInt8MaxTokens token rows on a CPU with AVX2 run integer dot products on the rounded bytes
-// (quant/quant_int8_kernels.h, VNNI where present); elsewhere, up to kGemvMaxTokens rows run the
-// kernel that decodes each block to fp32 in registers (quant/quant_gemv_kernels.h), and more rows
-// (prefill, scoring) decode 16-row panels into a per-thread fp32 buffer for the fp32 packed kernel
-// (quant/quant_gemm_kernels.h); the fp32 kernels multiply the rounded values q * d. Each picks
-// AVX-512, AVX2 or baseline code at run time.
+// blocks without widening them (quant/quant_activations.h says why and how x is rounded):
+//   - up to kInt8MaxTokens token rows with AVX2: integer dot products on the rounded bytes
+//     (quant/quant_int8_kernels.h; with VNNI, Q4_0 / Q4_1 / Q8_0 run quant/quant_int8_pairs.h);
+//   - more rows with VNNI, for Q4_0 / Q4_1 / Q8_0: 16-row int8 panels decoded once per thread and
+//     multiplied by every token row (quant/quant_int8_panels.h);
+//   - otherwise the fp32 kernels multiply the rounded values q * d: up to kGemvMaxTokens rows decode
+//     each block in registers (quant/quant_gemv_kernels.h), more rows decode 16-row fp32 panels for
+//     the packed kernel (quant/quant_gemm_kernels.h).
+// Each picks AVX-512, AVX2 or baseline code at run time.
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
@@ -20,6 +22,7 @@
 #include "quant/quant_activations.h"
 #include "quant/quant_gemm_kernels.h"
 #include "quant/quant_int8_kernels.h"
+#include "quant/quant_int8_panels.h"
 
 namespace a1 {
 namespace {
@@ -27,8 +30,9 @@ namespace {
 // Token rows up to which the in-register decode path beats decoding panels for the packed kernel
 // (measured on the benchmark machine, SmolLM2-135M's shapes, by timing quant_linear at 1-32 rows).
 constexpr int64_t kGemvMaxTokens = 8;
-// Token rows up to which the integer kernel beats the fp32 panels (measured likewise).
-constexpr int64_t kInt8MaxTokens = 8;
+// Token rows up to which the integer decode kernels beat the int8 panels (measured likewise: the
+// panels' decoding pays for itself from ~5 rows).
+constexpr int64_t kInt8MaxTokens = 4;
 
 quant::QuantGemmParams gemm_params(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                    at::Tensor& out, quant::Format format) {
@@ -68,17 +72,39 @@ void round_rows(const at::Tensor& x, uint8_t* q8, int zero_point, float* rounded
   });
 }
 
-// Weight rows [0, N) for every token row by the integer kernel on the rounded rows.
+// x's token rows rounded for the integer kernels (64-byte aligned: the kernels' aligned loads).
+struct RoundedRows {
+  at::Tensor storage;
+  std::vector<quant::Q8Row> rows;
+};
+
+RoundedRows round_for_int8(const at::Tensor& x, int zero_point, simd::Isa isa) {
+  const int64_t T = x.size(0), K = x.size(1), row_bytes = quant::q8_row_bytes(K);
+  RoundedRows out{at::empty({T * row_bytes}, x.options().dtype(at::kByte)), std::vector<quant::Q8Row>(T)};
+  uint8_t* q8 = out.storage.data_ptr<uint8_t>();
+  round_rows(x, q8, zero_point, nullptr, isa);
+  for (int64_t t = 0; t < T; ++t) out.rows[t] = quant::q8_row_at(q8 + t * row_bytes, K);
+  return out;
+}
+
+// Weight rows [0, N) for a few token rows by the integer decode kernel.
 void int8_linear(const quant::QuantGemmParams& p, const at::Tensor& x, quant::Int8RowsFn fn, simd::Isa isa) {
-  const int64_t K = p.in_features, row_bytes = quant::q8_row_bytes(K);
-  const at::Tensor buffer = at::empty({p.tokens * row_bytes}, x.options().dtype(at::kByte));  // 64-byte aligned
-  uint8_t* q8 = buffer.data_ptr<uint8_t>();
-  round_rows(x, q8, quant::int8_zero_point(p.format, fn), nullptr, isa);
-  std::vector<quant::Q8Row> rows(p.tokens);
-  for (int64_t t = 0; t < p.tokens; ++t) rows[t] = quant::q8_row_at(q8 + t * row_bytes, K);
+  const RoundedRows rounded = round_for_int8(x, quant::int8_zero_point(p.format, fn), isa);
   const int64_t align = quant::kQuantRowAlignment, units = (p.out_features + align - 1) / align;
-  for_each_weight_range(units, align * K, [&](int64_t begin, int64_t end) {
-    fn(p, rows.data(), begin * align, std::min(p.out_features, end * align));
+  for_each_weight_range(units, align * p.in_features, [&](int64_t begin, int64_t end) {
+    fn(p, rounded.rows.data(), begin * align, std::min(p.out_features, end * align));
+  });
+}
+
+// Every weight row for many token rows by the integer panel kernel: each thread decodes its panels
+// into its own buffer, one at a time.
+void int8_panel_linear(const quant::QuantGemmParams& p, const at::Tensor& x, quant::Int8PanelsFn fn, simd::Isa isa) {
+  const RoundedRows rounded = round_for_int8(x, quant::int8_panel_zero_point(p.format), isa);
+  const int64_t P = quant::kInt8PanelRows, panels = (p.out_features + P - 1) / P;
+  const int64_t buffer_bytes = quant::int8_panel_bytes(p.in_features / quant::kGroup);
+  for_each_weight_range(panels, P * p.in_features * std::max<int64_t>(1, p.tokens / 8), [&](int64_t begin, int64_t end) {
+    const at::Tensor buffer = at::empty({buffer_bytes}, x.options().dtype(at::kByte));
+    fn(p, rounded.rows.data(), begin, end, buffer.data_ptr<uint8_t>());
   });
 }
 
@@ -134,6 +160,11 @@ at::Tensor quant_linear_cpu(const at::Tensor& x_in, const at::Tensor& weight, co
   const quant::Int8RowsFn int8_fn = x.size(0) <= kInt8MaxTokens ? quant::select_int8_rows(isa) : nullptr;
   if (int8_fn != nullptr) {
     int8_linear(gemm_params(x, weight, bias_contiguous, out, format), x, int8_fn, isa);
+    return out;
+  }
+  const quant::Int8PanelsFn panels_fn = quant::select_int8_panels(isa, format);
+  if (panels_fn != nullptr) {
+    int8_panel_linear(gemm_params(x, weight, bias_contiguous, out, format), x, panels_fn, isa);
     return out;
   }
   at::Tensor rounded = at::empty({x.size(0), x.size(1)}, x.options());
