@@ -3,7 +3,18 @@ and llama.cpp on that file: decode tok/s per batch size, prefill tok/s of one lo
 resident memory, same thread count. Writes a markdown report.
 
 Usage: python benchmarks/bench_quantized.py [--model smollm2-135m] [--batches 1 8 32] [--new-tokens 64]
-       [--prompt-tokens 512] [--threads 2] [--repeats 2] [--bf16] [--out FILE]
+       [--prompt-tokens 512] [--threads 2] [--repeats 2] [--bf16] [--bound] [--out FILE]
+       python benchmarks/bench_quantized.py --synthetic [--fp32] [--cache-dir runs/synthetic] ...
+
+--synthetic benchmarks benchmarks/synthetic_gguf.py's 1.5B-shaped Q4_0 file (random weights, SmolLM2's
+tokenizer; written to --cache-dir on first use, ~1 min) instead of --model: a1 quantized and llama.cpp
+at batch 1 (--batches to change), a1 fp32 only with --fp32, and the bound, against #22's goal (a1 at
+>= 90% of the bound and >= llama.cpp).
+--bound measures the memory-bandwidth bound of batch-1 decode in the same run (benchmarks/decode_bound.py)
+and adds "% of bound" = decode tok/s at B=1 / bound. Bound = read bandwidth / bytes per step: torch.sum
+over a 2 GiB huge-page buffer with --threads threads (fastest of 10 passes) / every tensor of the file
+but the token embedding, plus the embedding in full when it is the tied LM head (else one row); the
+KV-cache reads are not counted.
 
 Every variant runs in a fresh process of this script (hidden --variant) so that its peak memory is its
 own; the token ids are made once here, so all variants compute on identical inputs.
@@ -23,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 LLAMA = "llama.cpp"
+BOUND = "bandwidth bound"  # a variant process that measures decode_bound.measure_bound
 A1_VARIANTS: dict[str, str | None] = {"a1 quantized": None, "a1 fp32": "float32", "a1 bf16": "bfloat16"}
 # Filler for the prefill prompt: only its length matters, so any text that tokenizes plainly will do.
 FILLER = ("The committee met on Tuesday to review the harvest figures, the state of the northern roads "
@@ -144,10 +156,12 @@ def cell(value: float, reference: float | None, fmt: str) -> str:
 
 
 def render(args: argparse.Namespace, results: dict[str, dict], path: Path, torch_version: str,
-           prompt_len: int, llama_note: str | None) -> str:
+           prompt_len: int, llama_note: str | None, bound: dict[str, Any] | None = None) -> str:
     llama = results.get(LLAMA)
     llama = llama if llama and "error" not in llama else None  # the reference of the ratios, if it ran
     b0 = args.batches[0]
+    # The bound is of batch-1 decode (one token per pass over the weights), so only B=1 gets a column.
+    bound_col = bound is not None and "error" not in bound and 1 in args.batches
     lines = [
         "# Quantized GGUF: a1 vs llama.cpp",
         "",
@@ -161,17 +175,20 @@ def render(args: argparse.Namespace, results: dict[str, dict], path: Path, torch
          "cache included. (x) = a1 / llama.cpp: above 1 is faster for tok/s, more memory for RSS."),
         "",
         "| variant | " + " | ".join(f"decode tok/s B={b}" for b in args.batches)
+        + (" | B=1 % of bound" if bound_col else "")
         + f" | prefill tok/s | peak RSS MiB | greedy B={b0} agrees with llama.cpp |",
-        "|---|" + "---:|" * (len(args.batches) + 2) + "---|",
+        "|---|" + "---:|" * (len(args.batches) + 2 + bound_col) + "---|",
     ]
     notes = []
     for name, res in results.items():
         if "error" in res:
-            lines.append(f"| {name} | " + " | ".join(["-"] * (len(args.batches) + 2)) + " | failed |")
+            lines.append(f"| {name} | " + " | ".join(["-"] * (len(args.batches) + 2 + bound_col)) + " | failed |")
             notes.append(f"{name} failed: {res['error']}")
             continue
         ref = llama if name != LLAMA else None
         decode = [cell(res["decode"][str(b)], ref and ref["decode"][str(b)], ".1f") for b in args.batches]
+        if bound_col:
+            decode.append(f"{100 * res['decode']['1'] / bound['tok_s']:.0f}%")
         agree = "-"
         if ref:
             same = next((i for i, (a, b) in enumerate(zip(res["tokens"], ref["tokens"])) if a != b), len(res["tokens"]))
@@ -180,6 +197,17 @@ def render(args: argparse.Namespace, results: dict[str, dict], path: Path, torch
                      f"| {cell(res['rss_mib'], ref and ref['rss_mib'], '.0f')} | {agree} |")
         extra = f"weights {res['weights_mib']:.0f} MiB, KV pool {res['kv_mib']:.0f} MiB; " if "kv_mib" in res else ""
         notes.append(f"{name}: {extra}RSS after imports, before loading: {res['base_mib']:.0f} MiB.")
+    if bound is not None and "error" in bound:
+        notes.append(f"bandwidth bound failed: {bound['error']}")
+    elif bound is not None:
+        from decode_bound import describe
+        notes.append(describe(bound, args.bandwidth_mib, args.threads) + " Measured before the variants.")
+        a1 = results.get("a1 quantized", {})
+        if bound_col and llama and "error" not in a1:
+            met = a1["decode"]["1"] >= 0.9 * bound["tok_s"] and a1["decode"]["1"] >= llama["decode"]["1"]
+            notes.append(f"Goal (#22: a1 quantized at B=1 >= 90% of the bound and >= llama.cpp): {'met' if met else 'not met'}.")
+    if args.synthetic:
+        notes.append("Random weights: the logits are nearly tied, so greedy agreement says nothing about correctness.")
     if llama_note:
         notes.append(llama_note)
     elif llama:
@@ -190,13 +218,19 @@ def render(args: argparse.Namespace, results: dict[str, dict], path: Path, torch
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m", help="a GGUF file or a built-in name")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--batches", type=int, nargs="+", help="default: 1 8 32; 1 with --synthetic")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--prompt-tokens", type=int, default=512, help="length of the prefill prompt")
     parser.add_argument("--threads", type=int, default=2, help="torch threads and llama.cpp threads")
     parser.add_argument("--repeats", type=int, default=2, help="runs per measurement; the fastest is reported")
     parser.add_argument("--bf16", action="store_true", help="also run a1 with the weights dequantized to bfloat16")
-    parser.add_argument("--out", default="benchmarks/quantized_results.md")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="the synthetic 1.5B-shaped Q4_0 file instead of --model (implies --bound)")
+    parser.add_argument("--cache-dir", type=Path, help="where --synthetic keeps its file (default runs/synthetic)")
+    parser.add_argument("--fp32", action="store_true", help="with --synthetic: also run a1 fp32 (~6 GB of weights)")
+    parser.add_argument("--bound", action="store_true", help="measure the memory-bandwidth bound of batch-1 decode")
+    parser.add_argument("--bandwidth-mib", type=int, default=2048, help="buffer of the bandwidth probe (>> the LLC)")
+    parser.add_argument("--out", help="default benchmarks/quantized_results.md (quantized_synthetic_results.md)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -204,18 +238,30 @@ def main() -> None:
 
     if args.variant:  # child process: one variant, result as JSON
         job = json.loads(Path(args.job).read_text())
-        result = run_llama(job) if args.variant == LLAMA else run_a1(A1_VARIANTS[args.variant], job)
+        if args.variant == BOUND:
+            from decode_bound import measure_bound
+            result = measure_bound(job)
+        else:
+            result = run_llama(job) if args.variant == LLAMA else run_a1(A1_VARIANTS[args.variant], job)
         Path(args.result).write_text(json.dumps(result))
         return
     if args.new_tokens < 2:
         parser.error("--new-tokens must be at least 2 (decode speed is measured after the first token)")
+    args.batches = args.batches or ([1] if args.synthetic else [1, 8, 32])
+    args.bound = args.bound or args.synthetic
+    args.out = args.out or f"benchmarks/quantized{'_synthetic' if args.synthetic else ''}_results.md"
 
     import bench_engine  # its PROMPT; importing it also sets OMP_WAIT_POLICY, which the children inherit
     import torch
     from a1.models.gguf_loader import open_gguf, read_gguf_config, read_gguf_tokenizer
     from a1.models.loader import resolve_model_path
 
-    path = resolve_model_path(args.model)
+    if args.synthetic:
+        from synthetic_gguf import CACHE_DIR, synthetic_gguf
+        print("synthetic model (written on first use) ...", file=sys.stderr, flush=True)
+        path = synthetic_gguf(args.cache_dir or CACHE_DIR)
+    else:
+        path = resolve_model_path(args.model)
     if path.suffix.lower() != ".gguf":
         parser.error(f"{path} is not a .gguf file")
     # Only the tokenizer here: token ids are made once and handed to every variant.
@@ -225,22 +271,26 @@ def main() -> None:
     filler = tokenizer.encode(FILLER, add_special_tokens=False)
     long_prompt = (filler * (args.prompt_tokens // len(filler) + 1))[: args.prompt_tokens]
     job = {"path": str(path), "threads": args.threads, "batches": args.batches, "new_tokens": args.new_tokens,
-           "repeats": args.repeats, "prompt": prompt, "long_prompt": long_prompt}
+           "repeats": args.repeats, "prompt": prompt, "long_prompt": long_prompt, "bandwidth_mib": args.bandwidth_mib}
     # The same thread count for torch's and llama.cpp's OpenMP pools (each also sets it explicitly).
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
 
-    names = [n for n in A1_VARIANTS if n != "a1 bf16" or args.bf16]
+    names = [n for n in A1_VARIANTS if (n != "a1 bf16" or args.bf16) and (n != "a1 fp32" or args.fp32 or not args.synthetic)]
     llama_note = None
     try:
         import llama_cpp  # noqa: F401
         names.append(LLAMA)
     except (ImportError, OSError, RuntimeError) as err:  # not installed, or its shared library fails to load
         llama_note = f"llama.cpp skipped: `import llama_cpp` failed ({type(err).__name__}: {err}); no ratios."
+    bound = None
+    if args.bound:  # first, on a machine not yet busy with the variants' pages
+        print(f"measuring {BOUND} ...", file=sys.stderr, flush=True)
+        bound = run_variant(BOUND, job, env)
     results = {}
     for name in names:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results[name] = run_variant(name, job, env)
-    report = render(args, results, path, torch.__version__, len(prompt), llama_note)
+    report = render(args, results, path, torch.__version__, len(prompt), llama_note, bound)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(report)
     print(report)
