@@ -21,11 +21,13 @@ namespace a1::quant {
 // One rounded token row: q [K] int8, and per group g: d[g]; sum[g] = d[g] * sum(q), the min term of
 // Q4_1 / Q4_K / Q5_K; offsets[8 g .. 8 g + 8) = -zero_point * (sums of q over each 4 consecutive
 // values): a format's zero point taken off through the integer dot product's accumulator input,
-// one per 32-bit lane. For the 512-bit kernel (quant_int8_pairs.h), which sums 16 groups' dot
-// products into one vector in the order kChunkOrder, the same per chunk c of 16 groups in that
-// order: chunk_d, chunk_sum and chunk_offset (-zero_point * sum(q)) [16 c + i] for group
-// 16 c + kChunkOrder[i], zeros where that group does not exist. q has zero bytes after K up to a
-// multiple of 64 (an odd group count's last group pairs with zeros).
+// one per 32-bit lane; zero_sum[g] = -zero_point * sum(q). For the 512-bit decode kernels
+// (quant_int8_pairs.h), which sum 16 groups' dot products into one vector in a fixed order
+// (kPairOrder, or kQuadOrder for the Q4 formats), the same per chunk c of 16 groups in that order:
+// chunk_d, chunk_sum and chunk_offset [16 c + i] for group 16 c + order[i], zeros where that group
+// does not exist. q has zero bytes after K up to a multiple of 64 (an odd group count's last group
+// pairs with zeros). With quads, quad_q holds q by quads of groups as the Q4 kernel reads them:
+// 64 bytes of each group's values 0-15, then 64 bytes of their values 16-31 (zeros past K).
 struct Q8Row {
   int8_t* q;
   float* d;
@@ -34,18 +36,28 @@ struct Q8Row {
   float* chunk_d;
   float* chunk_sum;
   int32_t* chunk_offset;
-  int32_t* zero_sum;  // [g]: -zero_point * sum(q), for quant_int8_panels.h
+  int32_t* zero_sum;
+  int8_t* quad_q;
 };
 
-// The group whose dot product lane i of the 512-bit kernel's reduced vector holds.
-constexpr int kChunkOrder[16] = {0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15};
+// The group whose dot product lane i of the 512-bit kernels' reduced vector holds: summing pairs
+// of groups (Q8_0) or quads of half groups (Q4_0, Q4_1).
+constexpr int kPairOrder[16] = {0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15};
+constexpr int kQuadOrder[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
+
+// How a kernel reads the rounded rows: the zero point it takes off and the order of its chunks.
+struct Q8Layout {
+  int zero_point;
+  bool quads;
+};
 
 inline int64_t round_up_64(int64_t n) { return (n + 63) / 64 * 64; }
 
 // Bytes a Q8Row of K values needs (each array 64-byte aligned).
 inline int64_t q8_row_bytes(int64_t K) {
   const int64_t groups = K / kGroup, chunks = (groups + 15) / 16;
-  return round_up_64(K) + 3 * round_up_64(groups * 4) + round_up_64(groups * 32) + 3 * chunks * 64;
+  return round_up_64(K) + 3 * round_up_64(groups * 4) + round_up_64(groups * 32) + 3 * chunks * 64 +
+         (groups + 3) / 4 * 128;
 }
 
 inline Q8Row q8_row_at(uint8_t* base, int64_t K) {
@@ -56,15 +68,17 @@ inline Q8Row q8_row_at(uint8_t* base, int64_t K) {
           reinterpret_cast<float*>(base + q_bytes + scale_bytes),
           reinterpret_cast<int32_t*>(base + q_bytes + 2 * scale_bytes), reinterpret_cast<float*>(chunk_base),
           reinterpret_cast<float*>(chunk_base + chunks * 64), reinterpret_cast<int32_t*>(chunk_base + 2 * chunks * 64),
-          reinterpret_cast<int32_t*>(chunk_base + 3 * chunks * 64)};
+          reinterpret_cast<int32_t*>(chunk_base + 3 * chunks * 64),
+          reinterpret_cast<int8_t*>(chunk_base + 3 * chunks * 64 + round_up_64(groups * 4))};
 }
 
-// Rounds x [K] (K a multiple of 32) into `row` (when row.q is not nullptr, with offsets for
-// `zero_point`) and/or into the floats q * d at `rounded` (when not nullptr). A group holding inf or
+// Rounds x [K] (K a multiple of 32) into `row` (when row.q is not nullptr, laid out for `layout`)
+// and/or into the floats q * d at `rounded` (when not nullptr). A group holding inf or
 // NaN gets d = NaN, so every product it enters is NaN (as the twin's q * d is) instead of a finite
 // value that hides it. Plain loops over one group: compiled per instruction set (the entries below),
 // the compiler vectorizes them.
-inline void round_row_q8(const float* x, int64_t K, const Q8Row& row, int zero_point, float* rounded) {
+inline void round_row_q8(const float* x, int64_t K, const Q8Row& row, Q8Layout layout, float* rounded) {
+  const int zero_point = layout.zero_point;
   for (int64_t g = 0; g < K / kGroup; ++g) {
     const float* xs = x + g * kGroup;
     float amax = 0.0f;
@@ -97,25 +111,33 @@ inline void round_row_q8(const float* x, int64_t K, const Q8Row& row, int zero_p
   for (int64_t i = K; i < round_up_64(K); ++i) row.q[i] = 0;
   for (int64_t c = 0; c < (groups + 15) / 16; ++c)
     for (int i = 0; i < 16; ++i) {
-      const int64_t g = 16 * c + kChunkOrder[i];
+      const int64_t g = 16 * c + (layout.quads ? kQuadOrder : kPairOrder)[i];
       const bool present = g < groups;
       row.chunk_d[16 * c + i] = present ? row.d[g] : 0.0f;
       row.chunk_sum[16 * c + i] = present ? row.sum[g] : 0.0f;
       row.chunk_offset[16 * c + i] = present ? row.zero_sum[g] : 0;
     }
+  if (!layout.quads) return;
+  for (int64_t g = 0; g < (groups + 3) / 4 * 4; ++g) {
+    int8_t* lo = row.quad_q + (g / 4) * 128 + (g % 4) * 16;
+    for (int i = 0; i < 16; ++i) {
+      lo[i] = g < groups ? row.q[g * kGroup + i] : 0;
+      lo[64 + i] = g < groups ? row.q[g * kGroup + 16 + i] : 0;
+    }
+  }
 }
 
 #define A1_ROUND_ROW_ENTRY(isa, target)                                                                    \
-  target inline void round_row_q8_##isa(const float* x, int64_t K, const Q8Row& row, int zero_point,     \
+  target inline void round_row_q8_##isa(const float* x, int64_t K, const Q8Row& row, Q8Layout layout,    \
                                         float* rounded) {                                                \
-    round_row_q8(x, K, row, zero_point, rounded);                                                        \
+    round_row_q8(x, K, row, layout, rounded);                                                            \
   }
 A1_ROUND_ROW_ENTRY(avx512, A1_TARGET_AVX512)
 A1_ROUND_ROW_ENTRY(avx2, A1_TARGET_AVX2)
 A1_ROUND_ROW_ENTRY(baseline, A1_TARGET_BASELINE)
 #undef A1_ROUND_ROW_ENTRY
 
-using RoundRowFn = void (*)(const float*, int64_t, const Q8Row&, int, float*);
+using RoundRowFn = void (*)(const float*, int64_t, const Q8Row&, Q8Layout, float*);
 
 inline RoundRowFn select_round_row(simd::Isa isa) {
   switch (isa) {

@@ -60,14 +60,14 @@ void gemv_rows(const quant::QuantGemmParams& p, int64_t n_begin, int64_t n_end, 
 
 // Every token row of x rounded to 8 bits: into Q8 rows (`q8`, for the integer kernel, with offsets
 // for `zero_point`) or into floats q * d (`rounded` [T, K]).
-void round_rows(const at::Tensor& x, uint8_t* q8, int zero_point, float* rounded, simd::Isa isa) {
+void round_rows(const at::Tensor& x, uint8_t* q8, quant::Q8Layout layout, float* rounded, simd::Isa isa) {
   const int64_t T = x.size(0), K = x.size(1), row_bytes = quant::q8_row_bytes(K);
   const quant::RoundRowFn fn = quant::select_round_row(isa);
   const float* data = x.data_ptr<float>();
   at::parallel_for(0, T, std::max<int64_t>(1, 65536 / std::max<int64_t>(K, 1)), [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const quant::Q8Row row = q8 != nullptr ? quant::q8_row_at(q8 + t * row_bytes, K) : quant::Q8Row{};
-      fn(data + t * x.stride(0), K, row, zero_point, rounded != nullptr ? rounded + t * K : nullptr);
+      fn(data + t * x.stride(0), K, row, layout, rounded != nullptr ? rounded + t * K : nullptr);
     }
   });
 }
@@ -78,18 +78,18 @@ struct RoundedRows {
   std::vector<quant::Q8Row> rows;
 };
 
-RoundedRows round_for_int8(const at::Tensor& x, int zero_point, simd::Isa isa) {
+RoundedRows round_for_int8(const at::Tensor& x, quant::Q8Layout layout, simd::Isa isa) {
   const int64_t T = x.size(0), K = x.size(1), row_bytes = quant::q8_row_bytes(K);
   RoundedRows out{at::empty({T * row_bytes}, x.options().dtype(at::kByte)), std::vector<quant::Q8Row>(T)};
   uint8_t* q8 = out.storage.data_ptr<uint8_t>();
-  round_rows(x, q8, zero_point, nullptr, isa);
+  round_rows(x, q8, layout, nullptr, isa);
   for (int64_t t = 0; t < T; ++t) out.rows[t] = quant::q8_row_at(q8 + t * row_bytes, K);
   return out;
 }
 
 // Weight rows [0, N) for a few token rows by the integer decode kernel.
 void int8_linear(const quant::QuantGemmParams& p, const at::Tensor& x, quant::Int8RowsFn fn, simd::Isa isa) {
-  const RoundedRows rounded = round_for_int8(x, quant::int8_zero_point(p.format, fn), isa);
+  const RoundedRows rounded = round_for_int8(x, quant::int8_rows_layout(p.format, fn), isa);
   const int64_t align = quant::kQuantRowAlignment, units = (p.out_features + align - 1) / align;
   for_each_weight_range(units, align * p.in_features, [&](int64_t begin, int64_t end) {
     fn(p, rounded.rows.data(), begin * align, std::min(p.out_features, end * align));
@@ -99,7 +99,7 @@ void int8_linear(const quant::QuantGemmParams& p, const at::Tensor& x, quant::In
 // Every weight row for many token rows by the integer panel kernel: each thread decodes its panels
 // into its own buffer, one at a time.
 void int8_panel_linear(const quant::QuantGemmParams& p, const at::Tensor& x, quant::Int8PanelsFn fn, simd::Isa isa) {
-  const RoundedRows rounded = round_for_int8(x, quant::int8_panel_zero_point(p.format), isa);
+  const RoundedRows rounded = round_for_int8(x, {quant::int8_panel_zero_point(p.format), false}, isa);
   const int64_t P = quant::kInt8PanelRows, panels = (p.out_features + P - 1) / P;
   const int64_t buffer_bytes = quant::int8_panel_bytes(p.in_features / quant::kGroup);
   for_each_weight_range(panels, P * p.in_features * std::max<int64_t>(1, p.tokens / 8), [&](int64_t begin, int64_t end) {
@@ -168,7 +168,7 @@ at::Tensor quant_linear_cpu(const at::Tensor& x_in, const at::Tensor& weight, co
     return out;
   }
   at::Tensor rounded = at::empty({x.size(0), x.size(1)}, x.options());
-  round_rows(x, nullptr, 0, rounded.data_ptr<float>(), isa);
+  round_rows(x, nullptr, {0, false}, rounded.data_ptr<float>(), isa);
   const quant::QuantGemmParams p = gemm_params(rounded, weight, bias_contiguous, out, format);
   const int64_t covered = x.size(0) > kGemvMaxTokens ? gemm_panels(p, isa) : 0;
   if (covered < p.out_features) gemv_rows(p, covered, p.out_features, isa);

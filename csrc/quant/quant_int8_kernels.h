@@ -104,7 +104,7 @@ A1_AVX2_FN __m256 zero8() { return _mm256_setzero_ps(); }
 A1_AVX2_FN __m256i load_lanes(const int32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
 // R weight rows x TT token rows from token row t0; xq[t] is token row t's Q8Row, its offsets made
-// for this format's zero point (int8_zero_point).
+// laid out for this format (int8_rows_layout).
 template <Format F, bool Vnni, int R, int TT>
 inline void int8_tile(const QuantGemmParams& p, const Q8Row* xq, int64_t n, int64_t t0) {
   constexpr bool kSignedQ8 = !Vnni;
@@ -190,18 +190,20 @@ inline Int8RowsFn select_int8_rows(simd::Isa isa) {
   return nullptr;
 }
 
-// The zero point of `format` under the kernel `fn` (Q8_0's depends on whether it has VNNI).
-inline int int8_zero_point(Format format, Int8RowsFn fn) {
+// How the kernel `fn` reads rounded rows of `format`: the zero point it takes off (Q8_0's depends
+// on whether it has VNNI) and, with VNNI, the Q4 formats' quads (quant_int8_pairs.h).
+inline Q8Layout int8_rows_layout(Format format, Int8RowsFn fn) {
   const bool vnni = false
 #if A1_HAVE_ISA_DISPATCH
                     || fn == int8_rows_vnni
 #endif
       ;
+  const bool q4 = format == Format::kQ4_0 || format == Format::kQ4_1;
   switch (format) {
-    case Format::kQ4_0: return 8;
-    case Format::kQ6_K: return 32;
-    case Format::kQ8_0: return vnni ? 128 : 0;
-    default: return 0;
+    case Format::kQ4_0: return {8, vnni};
+    case Format::kQ6_K: return {32, false};
+    case Format::kQ8_0: return {vnni ? 128 : 0, false};
+    default: return {0, vnni && q4};
   }
 }
 

@@ -1,8 +1,10 @@
-// The 512-bit integer kernel of a1::quant_linear for the 32-weight block formats (Q4_0, Q4_1, Q8_0)
-// on CPUs with AVX-512 VNNI. Two consecutive groups of a weight row are one 64-byte vector (lanes
-// 0-7 group 2 h, lanes 8-15 group 2 h + 1) multiplied by the token row's 64 rounded bytes in one
-// vpdpbusd. The 8 dot-product vectors of 16 groups are then summed within each group by a shuffle
-// tree (reduce_groups: 21 instructions), leaving one int32 per group in one vector, and the
+// The 512-bit integer decode kernel of a1::quant_linear for the 32-weight block formats (Q4_0,
+// Q4_1, Q8_0) on CPUs with AVX-512 VNNI. Q8_0: two consecutive groups of a weight row are one
+// 64-byte vector (lanes 0-7 group 2 h, lanes 8-15 group 2 h + 1) multiplied by the token row's 64
+// rounded bytes in one vpdpbusd. Q4_0 / Q4_1: four groups' 16 nibble bytes fill one vector, whose
+// low and high nibbles are two vpdpbusd against the token's bytes laid out to match (quad_q), so
+// unpacking needs no cross-lane shuffle. The dot-product vectors of 16 groups are then summed
+// within each group by a shuffle tree (reduce_groups, reduce_quads), leaving one int32 per group in one vector, and the
 // groups' float16 scales (and Q4_1's mins) come in one gather: scaling costs a few instructions per
 // 16 groups instead of several per group, the scalar work that bounds the 256-bit kernel of
 // quant_int8_kernels.h at batch 1. A token costs ~5 instructions per 64 weights where decoding the
@@ -56,8 +58,29 @@ A1_ZMM_FN __m512i reduce_groups(const __m512i* v) {
                           _mm512_shuffle_i64x2(w0, w1, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-// What every row of a call shares: the gather offsets of 16 groups' first bytes, in kChunkOrder,
-// and the lanes present in the last chunk.
+// Q4 groups g .. g + 3 (blocks b[0..3]) as two vectors: lo holds each group's weights 0-15 (its
+// low nibbles) in 128-bit lane j, hi its weights 16-31: no cross-lane shuffle, one insert per block.
+template <Format F>
+A1_ZMM_FN void unpack_quad(const uint8_t* const* b, __m512i* lo, __m512i* hi) {
+  constexpr int qs = F == Format::kQ4_0 ? 2 : 4;
+  __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0] + qs)));
+  v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1] + qs)), 1);
+  v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[2] + qs)), 2);
+  v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[3] + qs)), 3);
+  *lo = _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+  *hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F));
+}
+
+// v[q]: 128-bit lane j adds up to group 4 q + j's dot product. Returns the 16 sums, lane i holding
+// group kQuadOrder[i] (6 shuffles where reduce_groups needs 14).
+A1_ZMM_FN __m512i reduce_quads(const __m512i* v) {
+  const __m512i u0 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
+  const __m512i u1 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
+  return _mm512_add_epi32(_mm512_unpacklo_epi64(u0, u1), _mm512_unpackhi_epi64(u0, u1));
+}
+
+// What every row of a call shares: the gather offsets of 16 groups' first bytes in the kernel's
+// order (kQuadOrder for Q4_0 / Q4_1, kPairOrder for Q8_0), and the lanes present in the last chunk.
 struct ChunkLayout {
   __m512i gather_offsets;
   __mmask16 last_mask;
@@ -65,22 +88,26 @@ struct ChunkLayout {
 };
 
 template <Format F>
+constexpr bool kQuads = F == Format::kQ4_0 || F == Format::kQ4_1;
+
+template <Format F>
 A1_ZMM_FN ChunkLayout chunk_layout(int64_t in_features) {
   ChunkLayout layout;
   alignas(64) int32_t offsets[16];
+  const int* order = kQuads<F> ? kQuadOrder : kPairOrder;
   const int64_t groups = in_features / kGroup, last = groups - 16 * ((groups - 1) / 16);
   layout.last_mask = 0;
   for (int i = 0; i < 16; ++i) {
-    offsets[i] = kChunkOrder[i] * format_info(F).block_bytes;
-    if (kChunkOrder[i] < last) layout.last_mask = static_cast<__mmask16>(layout.last_mask | (1u << i));
+    offsets[i] = order[i] * format_info(F).block_bytes;
+    if (order[i] < last) layout.last_mask = static_cast<__mmask16>(layout.last_mask | (1u << i));
   }
   layout.gather_offsets = _mm512_load_si512(offsets);
   layout.groups = groups;
   return layout;
 }
 
-// Weight row n against TT token rows from token row t0 (xq: rounded rows with this format's
-// zero point in chunk_offset).
+// Weight row n against TT token rows from token row t0 (xq: rounded rows laid out for this format,
+// int8_rows_layout).
 template <Format F, int TT>
 A1_ZMM_FN void chunk_tile(const QuantGemmParams& p, const Q8Row* xq, const ChunkLayout& layout, int64_t n,
                           int64_t t0) {
@@ -94,18 +121,41 @@ A1_ZMM_FN void chunk_tile(const QuantGemmParams& p, const Q8Row* xq, const Chunk
   for (int64_t c = 0; 16 * c < groups; ++c) {
     const int64_t g0 = 16 * c;
     __m512i dots[TT][8];
-  #pragma GCC unroll 8
-    for (int h = 0; h < 8; ++h) {
-      const int64_t g = g0 + 2 * h;
-      if (g < groups) {  // an odd count's last group pairs with itself; the token's bytes there are 0
-        const uint8_t* b0 = row + g * kBlock;
-        const __m512i w = unpack_pair<F>(b0, g + 1 < groups ? b0 + kBlock : b0);
-      #pragma GCC unroll 8
-        for (int t = 0; t < TT; ++t)
-          dots[t][h] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_load_si512(xq[t0 + t].q + kGroup * g));
-      } else {
-      #pragma GCC unroll 8
-        for (int t = 0; t < TT; ++t) dots[t][h] = _mm512_setzero_si512();
+    if constexpr (kQuads<F>) {  // 4 quads of groups: lo and hi halves against the token's quad bytes
+    #pragma GCC unroll 4
+      for (int h = 0; h < 4; ++h) {
+        const int64_t g = g0 + 4 * h;
+        if (g < groups) {  // groups past the end reread the quad's first block; the token's bytes there are 0
+          const uint8_t* b[4];
+        #pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j) b[j] = row + (g + j < groups ? g + j : g) * kBlock;
+          __m512i lo, hi;
+          unpack_quad<F>(b, &lo, &hi);
+        #pragma GCC unroll 8
+          for (int t = 0; t < TT; ++t) {
+            const int8_t* xs = xq[t0 + t].quad_q + 32 * g;
+            const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_load_si512(xs));
+            dots[t][h] = _mm512_dpbusd_epi32(dot, hi, _mm512_load_si512(xs + 64));
+          }
+        } else {
+        #pragma GCC unroll 8
+          for (int t = 0; t < TT; ++t) dots[t][h] = _mm512_setzero_si512();
+        }
+      }
+    } else {
+    #pragma GCC unroll 8
+      for (int h = 0; h < 8; ++h) {
+        const int64_t g = g0 + 2 * h;
+        if (g < groups) {  // an odd count's last group pairs with itself; the token's bytes there are 0
+          const uint8_t* b0 = row + g * kBlock;
+          const __m512i w = unpack_pair<F>(b0, g + 1 < groups ? b0 + kBlock : b0);
+        #pragma GCC unroll 8
+          for (int t = 0; t < TT; ++t)
+            dots[t][h] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_load_si512(xq[t0 + t].q + kGroup * g));
+        } else {
+        #pragma GCC unroll 8
+          for (int t = 0; t < TT; ++t) dots[t][h] = _mm512_setzero_si512();
+        }
       }
     }
     const __mmask16 mask = g0 + 16 >= groups ? layout.last_mask : static_cast<__mmask16>(0xFFFF);
@@ -116,7 +166,7 @@ A1_ZMM_FN void chunk_tile(const QuantGemmParams& p, const Q8Row* xq, const Chunk
   #pragma GCC unroll 8
     for (int t = 0; t < TT; ++t) {
       const Q8Row& x = xq[t0 + t];
-      __m512i dot = reduce_groups(dots[t]);
+      __m512i dot = kQuads<F> ? reduce_quads(dots[t]) : reduce_groups(dots[t]);
       if constexpr (kZeroPoint) dot = _mm512_add_epi32(dot, _mm512_load_si512(x.chunk_offset + g0));
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, _mm512_load_ps(x.chunk_d + g0)), acc[t]);
       if constexpr (kMin) {
