@@ -1,7 +1,8 @@
 """llama.cpp (llama-cpp-python's low-level API) as benchmarks/bench_quantized.py drives it: one model
-and context, B sequences decoded together (one llama_decode of B tokens per step, unified KV cache,
-greedy), and the prefill of one long prompt. Token ids come from a1's tokenizer (the same GGUF
-vocabulary), so both engines compute on identical inputs."""
+and context, B sequences decoded together (one llama_decode of B tokens per step; the KV cache split
+over the sequences, llama.cpp's default kv_unified=false; greedy), and the prefill of one long
+prompt. Token ids come from a1's tokenizer (the same GGUF vocabulary), so both engines compute on
+identical inputs."""
 from __future__ import annotations
 
 import ctypes

