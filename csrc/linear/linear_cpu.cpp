@@ -3,8 +3,8 @@
 // few hundred rows; from ~512 rows MKL's blocking is 10-20% faster, benchmarks/RESULTS.md §1, which
 // a second [N, K] copy of the weights would not be worth); fp32 [N, K] weights with at most
 // kSkinnyMaxTokens rows (decode steps, short verification and scoring batches) run the
-// weight-streaming kernel of linear/skinny_gemm_kernels.h; bf16/fp16 and longer inputs on [N, K]
-// go to BLAS.
+// weight-streaming kernel of linear/skinny_gemm_kernels.h, bf16/fp16 ones that of
+// linear/half_gemm_kernels.h; longer inputs on [N, K] go to BLAS.
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
@@ -12,6 +12,8 @@
 #include <memory>
 
 #include "common/parallel_rows.h"
+#include "common/checks.h"
+#include "linear/half_gemm_kernels.h"
 #include "linear/linear_checks.h"
 #include "linear/linear_cpu.h"
 #include "linear/packed_gemm_kernels.h"
@@ -36,6 +38,11 @@ bool use_skinny_kernel(const at::Tensor& x, const at::Tensor& weight) {
          has_unit_inner_strides(x, weight);
 }
 
+bool use_half_kernel(const at::Tensor& x, const at::Tensor& weight) {
+  return (x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf) && !is_weight_panels(weight) &&
+         x.size(0) <= kSkinnyMaxTokens && has_unit_inner_strides(x, weight);
+}
+
 bool use_packed_kernel(const at::Tensor& x, const at::Tensor& weight) {
   return x.scalar_type() == at::kFloat && is_weight_panels(weight) && has_unit_inner_strides(x, weight);
 }
@@ -50,6 +57,28 @@ at::Tensor skinny_linear(const at::Tensor& x, const at::Tensor& weight, const at
   const int64_t units = (out_features + linear::kRowAlignment - 1) / linear::kRowAlignment;
   for_each_weight_range(units, linear::kRowAlignment * in_features, [&](int64_t begin, int64_t end) {
     rows_fn(params, begin * linear::kRowAlignment, std::min(out_features, end * linear::kRowAlignment));
+  });
+  return out;
+}
+
+at::Tensor half_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::Tensor out) {
+  const int64_t out_features = weight.size(0), in_features = x.size(1), tokens = x.size(0);
+  const linear::HalfGemmKernel kernel = linear::select_half_gemm(simd::select_isa());
+  const FloatType type = float_type_of(x);
+  const std::unique_ptr<float[]> x_rows(new float[tokens * in_features]);  // every element is written
+  kernel.pack_fn(static_cast<const uint16_t*>(x.data_ptr()), x.stride(0), tokens, in_features, type, x_rows.get());
+  const linear::HalfGemmParams params{x_rows.get(),
+                                      static_cast<const uint16_t*>(weight.data_ptr()),
+                                      weight.stride(0),
+                                      bias.defined() ? static_cast<const uint16_t*>(bias.data_ptr()) : nullptr,
+                                      static_cast<uint16_t*>(out.data_ptr()),
+                                      tokens,
+                                      out_features,
+                                      in_features,
+                                      type};
+  const int64_t units = (out_features + linear::kHalfRowAlignment - 1) / linear::kHalfRowAlignment;
+  for_each_weight_range(units, linear::kHalfRowAlignment * in_features, [&](int64_t begin, int64_t end) {
+    kernel.rows_fn(params, begin * linear::kHalfRowAlignment, std::min(out_features, end * linear::kHalfRowAlignment));
   });
   return out;
 }
@@ -85,10 +114,11 @@ at::Tensor packed_linear(const at::Tensor& x, const at::Tensor& panels, const at
 at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
   check_linear_inputs(x, weight, bias);
   TORCH_CHECK(x.device().is_cpu(), "x must be a CPU tensor for the CPU kernel, got ", x.device());
-  const bool packed = use_packed_kernel(x, weight);
-  if (!packed && !use_skinny_kernel(x, weight)) return linear_by_library(x, weight, bias);
+  const bool packed = use_packed_kernel(x, weight), half = use_half_kernel(x, weight);
+  if (!packed && !half && !use_skinny_kernel(x, weight)) return linear_by_library(x, weight, bias);
   at::Tensor out = at::empty({x.size(0), linear_out_features(weight)}, x.options());
   const at::Tensor bias_contiguous = bias.has_value() ? bias->contiguous() : at::Tensor();
+  if (half) return half_linear(x, weight, bias_contiguous, out);
   return packed ? packed_linear(x, weight, bias_contiguous, out) : skinny_linear(x, weight, bias_contiguous, out);
 }
 
