@@ -1,5 +1,6 @@
 // Torch-free kernel of a1::linear for 16-bit weights and few tokens: out[T, N] = x[T, K] @ weight[N, K]^T
-// + bias with x, weight, bias and out all bf16 (or all fp16), the products summed in fp32.
+// + bias with weight and bias bf16 (or fp16), x and out of that type or fp32 (the LM head's logits
+// for scoring), the products summed in fp32.
 //
 // Why: a decode step streams every weight once, and in bf16 that is half the bytes of fp32; but
 // torch's bf16 matmul at one token row ran slower than a1's fp32 kernel, so the bf16 model decoded
@@ -31,9 +32,10 @@ struct HalfGemmParams {
   const uint16_t* weight;    // [N, K], rows weight_stride apart, each row contiguous
   int64_t weight_stride;
   const uint16_t* bias;      // [N] or nullptr
-  uint16_t* out;             // [T, N] contiguous
+  void* out;                 // [T, N] contiguous, of out_type
   int64_t tokens, out_features, in_features;  // T, N, K
-  FloatType type;            // kBFloat16 or kFloat16: of x, weight, bias and out
+  FloatType type;            // kBFloat16 or kFloat16: of weight and bias
+  FloatType out_type;        // `type` or kFloat32
 };
 
 template <HalfMode M>
@@ -92,7 +94,11 @@ inline void half_tile(const HalfGemmParams& p, int64_t n, int64_t t0) {
       const float* x_row = p.x + (t0 + t) * K;
       for (int64_t kk = whole; kk < K; ++kk) s += half_to_float<M>(w_rows[r][kk]) * x_row[kk];
       s += bias;
-      p.out[(t0 + t) * p.out_features + n + r] = M == HalfMode::kFp16 ? float_to_fp16(s) : float_to_bf16(s);
+      const int64_t at = (t0 + t) * p.out_features + n + r;
+      if (p.out_type == FloatType::kFloat32)
+        static_cast<float*>(p.out)[at] = s;
+      else
+        static_cast<uint16_t*>(p.out)[at] = M == HalfMode::kFp16 ? float_to_fp16(s) : float_to_bf16(s);
     }
   }
 }
@@ -124,23 +130,25 @@ inline void half_gemm_rows(const HalfGemmParams& p, int64_t n_begin, int64_t n_e
   for (; n < n_end; ++n) half_row_block<M, V, 1, TT>(p, n);
 }
 
-// x [T, K] (rows x_stride apart) widened into dst [T, K] in the order half_tile reads (see the top).
+// x [T, K] of x_type (rows x_stride elements apart) widened into dst [T, K] in the order half_tile
+// reads for weights of `type` (see the top): natural order, then for bf16 each whole chunk permuted.
 template <class V>
-inline void pack_half_rows(const uint16_t* x, int64_t x_stride, int64_t tokens, int64_t K, FloatType type,
-                           float* dst) {
+inline void pack_half_rows(const void* x, FloatType x_type, int64_t x_stride, int64_t tokens, int64_t K,
+                           FloatType type, float* dst) {
   constexpr int W = simd::width_v<V>;
-  const bool bf16 = type == FloatType::kBFloat16;
-  const int64_t whole = bf16 ? K / (2 * W) * (2 * W) : 0;
+  const int64_t whole = type == FloatType::kBFloat16 ? K / (2 * W) * (2 * W) : 0;
   for (int64_t t = 0; t < tokens; ++t) {
-    const uint16_t* src = x + t * x_stride;
+    const char* src = static_cast<const char*>(x) + t * x_stride * float_type_size(x_type);
     float* row = dst + t * K;
+    widen_row(src, x_type, row, static_cast<int>(K), static_cast<int>(K));
     for (int64_t k = 0; k < whole; k += 2 * W) {
+      float chunk[2 * W];
+      std::copy(row + k, row + k + 2 * W, chunk);
       for (int i = 0; i < W; ++i) {
-        row[k + i] = bf16_to_float(src[k + 2 * i]);
-        row[k + W + i] = bf16_to_float(src[k + 2 * i + 1]);
+        row[k + i] = chunk[2 * i];
+        row[k + W + i] = chunk[2 * i + 1];
       }
     }
-    for (int64_t k = whole; k < K; ++k) row[k] = bf16 ? bf16_to_float(src[k]) : fp16_to_float(src[k]);
   }
 }
 
@@ -151,9 +159,9 @@ inline void pack_half_rows(const uint16_t* x, int64_t x_stride, int64_t tokens, 
     if (p.type == FloatType::kBFloat16) return half_gemm_rows<HalfMode::kBf16, V, R, TT>(p, n_begin, n_end); \
     half_gemm_rows<HalfMode::kFp16, V, R, TT>(p, n_begin, n_end);                                        \
   }                                                                                                      \
-  target inline void pack_half_rows_##isa(const uint16_t* x, int64_t x_stride, int64_t tokens, int64_t k, \
-                                          FloatType type, float* dst) {                                  \
-    pack_half_rows<V>(x, x_stride, tokens, k, type, dst);                                                \
+  target inline void pack_half_rows_##isa(const void* x, FloatType x_type, int64_t x_stride, int64_t tokens, \
+                                          int64_t k, FloatType type, float* dst) {                       \
+    pack_half_rows<V>(x, x_type, x_stride, tokens, k, type, dst);                                        \
   }
 
 A1_HALF_GEMM_ENTRY(avx512, A1_TARGET_AVX512, simd::f32x16, 4, 4)
@@ -162,8 +170,8 @@ A1_HALF_GEMM_ENTRY(baseline, A1_TARGET_BASELINE, simd::f32x4, 2, 2)
 #undef A1_HALF_GEMM_ENTRY
 
 struct HalfGemmKernel {
-  void (*pack_fn)(const uint16_t* x, int64_t x_stride, int64_t tokens, int64_t in_features, FloatType type,
-                  float* dst);
+  void (*pack_fn)(const void* x, FloatType x_type, int64_t x_stride, int64_t tokens, int64_t in_features,
+                  FloatType type, float* dst);
   void (*rows_fn)(const HalfGemmParams& p, int64_t n_begin, int64_t n_end);
 };
 

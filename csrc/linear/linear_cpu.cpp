@@ -64,18 +64,19 @@ at::Tensor skinny_linear(const at::Tensor& x, const at::Tensor& weight, const at
 at::Tensor half_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::Tensor out) {
   const int64_t out_features = weight.size(0), in_features = x.size(1), tokens = x.size(0);
   const linear::HalfGemmKernel kernel = linear::select_half_gemm(simd::select_isa());
-  const FloatType type = float_type_of(x);
+  const FloatType type = float_type_of(weight);
   const std::unique_ptr<float[]> x_rows(new float[tokens * in_features]);  // every element is written
-  kernel.pack_fn(static_cast<const uint16_t*>(x.data_ptr()), x.stride(0), tokens, in_features, type, x_rows.get());
+  kernel.pack_fn(x.data_ptr(), float_type_of(x), x.stride(0), tokens, in_features, type, x_rows.get());
   const linear::HalfGemmParams params{x_rows.get(),
                                       static_cast<const uint16_t*>(weight.data_ptr()),
                                       weight.stride(0),
                                       bias.defined() ? static_cast<const uint16_t*>(bias.data_ptr()) : nullptr,
-                                      static_cast<uint16_t*>(out.data_ptr()),
+                                      out.data_ptr(),
                                       tokens,
                                       out_features,
                                       in_features,
-                                      type};
+                                      type,
+                                      float_type_of(out)};
   const int64_t units = (out_features + linear::kHalfRowAlignment - 1) / linear::kHalfRowAlignment;
   for_each_weight_range(units, linear::kHalfRowAlignment * in_features, [&](int64_t begin, int64_t end) {
     kernel.rows_fn(params, begin * linear::kHalfRowAlignment, std::min(out_features, end * linear::kHalfRowAlignment));
@@ -120,6 +121,18 @@ at::Tensor linear_cpu(const at::Tensor& x, const at::Tensor& weight, const std::
   const at::Tensor bias_contiguous = bias.has_value() ? bias->contiguous() : at::Tensor();
   if (half) return half_linear(x, weight, bias_contiguous, out);
   return packed ? packed_linear(x, weight, bias_contiguous, out) : skinny_linear(x, weight, bias_contiguous, out);
+}
+
+at::Tensor linear_cpu_float_out(const at::Tensor& x, const at::Tensor& weight) {
+  check_dim(x, "x", 2, "[T, K]");
+  TORCH_CHECK(x.scalar_type() == at::kFloat && x.device().is_cpu(), "x must be a float32 CPU tensor, got ",
+              x.scalar_type(), " on ", x.device());
+  if (weight.scalar_type() == at::kFloat) return linear_cpu(x, weight, std::nullopt);
+  check_linear_weight_layout(weight, "weight");
+  check_size(weight, "weight", 1, x.size(1), "x.size(1) (K)");
+  if (is_weight_panels(weight) || x.size(0) > kSkinnyMaxTokens || !has_unit_inner_strides(x, weight))
+    return linear_cpu(x, weight.to(at::kFloat), std::nullopt);
+  return half_linear(x, weight, at::Tensor(), at::empty({x.size(0), weight.size(0)}, x.options()));
 }
 
 TORCH_LIBRARY_IMPL(a1, CPU, m) { m.impl("linear", &linear_cpu); }

@@ -96,7 +96,7 @@ class DecoderLM(torch.nn.Module):
                 "a model with GGUF block weights runs on the CPU only (a1 has no CUDA kernels for them yet): "
                 "load the .gguf with dtype=torch.float16, torch.bfloat16 or torch.float32 to move it to a GPU")
         # Panels are the layout of a1's CPU fp32 kernel only: after a move to a GPU or a cast, give
-        # BLAS / cuBLAS their [N, K] back rather than a batched product per weight.
+        # a1's 16-bit CPU kernel, BLAS and cuBLAS their [N, K] back rather than a batched product per weight.
         if self.device.type != "cpu" or self.dtype != torch.float32:
             self.use_weight_panels(False)
         return module
