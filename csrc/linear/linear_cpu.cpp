@@ -3,8 +3,8 @@
 // few hundred rows; from ~512 rows MKL's blocking is 10-20% faster, benchmarks/RESULTS.md §1, which
 // a second [N, K] copy of the weights would not be worth); fp32 [N, K] weights with at most
 // kSkinnyMaxTokens rows (decode steps, short verification and scoring batches) run the
-// weight-streaming kernel of linear/skinny_gemm_kernels.h, bf16/fp16 ones that of
-// linear/half_gemm_kernels.h; longer inputs on [N, K] go to BLAS.
+// weight-streaming kernel of linear/skinny_gemm_kernels.h, bf16/fp16 ones with few rows that of
+// linear/half_gemm_kernels.h; longer inputs on [N, K] go to BLAS (oneDNN for bf16/fp16).
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
@@ -25,6 +25,10 @@ namespace {
 // The crossover with BLAS on the benchmark machine (benchmarks/bench_linear.py): above ~32 token
 // rows a packed sgemm's cache blocking beats streaming [N, K] weights once.
 constexpr int64_t kSkinnyMaxTokens = 32;
+// Up to these many rows the 16-bit kernel beats torch's matmul on the benchmark machine (all
+// SmolLM2 weights, 2 threads): bf16 there runs on AMX tiles, level at 12 rows, 2x faster at 32
+// (25 vs 54 ms); fp16 has no AMX there, a1 33 vs 40 ms at 16 rows, 63 vs 56 at 32.
+constexpr int64_t kBf16MaxTokens = 8, kFp16MaxTokens = 16;
 // Token rows per pass of the packed kernel over the weights.
 constexpr int64_t kPackedTokenChunk = 64;
 
@@ -39,8 +43,9 @@ bool use_skinny_kernel(const at::Tensor& x, const at::Tensor& weight) {
 }
 
 bool use_half_kernel(const at::Tensor& x, const at::Tensor& weight) {
-  return (x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf) && !is_weight_panels(weight) &&
-         x.size(0) <= kSkinnyMaxTokens && has_unit_inner_strides(x, weight);
+  const int64_t max_tokens =
+      x.scalar_type() == at::kBFloat16 ? kBf16MaxTokens : x.scalar_type() == at::kHalf ? kFp16MaxTokens : 0;
+  return x.size(0) <= max_tokens && !is_weight_panels(weight) && has_unit_inner_strides(x, weight);
 }
 
 bool use_packed_kernel(const at::Tensor& x, const at::Tensor& weight) {
@@ -130,6 +135,7 @@ at::Tensor linear_cpu_float_out(const at::Tensor& x, const at::Tensor& weight) {
   if (weight.scalar_type() == at::kFloat) return linear_cpu(x, weight, std::nullopt);
   check_linear_weight_layout(weight, "weight");
   check_size(weight, "weight", 1, x.size(1), "x.size(1) (K)");
+  // Up to 32 rows: widening the weight to fp32 first would read it twice and write it once.
   if (is_weight_panels(weight) || x.size(0) > kSkinnyMaxTokens || !has_unit_inner_strides(x, weight))
     return linear_cpu(x, weight.to(at::kFloat), std::nullopt);
   return half_linear(x, weight, at::Tensor(), at::empty({x.size(0), weight.size(0)}, x.options()));
