@@ -4,7 +4,7 @@ weights packed in one huge-page arena like a1's loader packs them. T = token row
 impl: `panels` = a1's kernel on weight panels [N / 16, K, 16] (how load_model lays out fp32
 models), `rows` = a1's kernel on [N, K] weights (BLAS above 32 rows), `twin` = F.linear on [N, K];
 `bf16` = a1's 16-bit kernel on the same weights in bf16 (how load_model lays out a bf16 model; torch's
-matmul above 32 rows), `bf16_twin` = F.linear on them (torch's bf16 matmul).
+matmul above 8 rows), `bf16_twin` = F.linear on them (torch's bf16 matmul).
 
 Run: pytest benchmarks/bench_linear.py --benchmark-enable --benchmark-columns=median,iqr,rounds
 """
