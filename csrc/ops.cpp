@@ -45,8 +45,8 @@ TORCH_LIBRARY(a1, m) {
   m.def("rotary_embedding(Tensor(a!) x, Tensor cos, Tensor sin) -> ()");
   // out [T, N] = x [T, K] @ weight [N, K]^T (+ bias [N]), F.linear's contract for 2-D x; weight may
   // also be the same matrix as panels [N / 16, K, 16] (panels[p, k, i] = W[16 p + i, k]). On the CPU,
-  // fp32 panels run a1's packed kernel, fp32 [N, K] with few rows (decode) streams the weights once,
-  // others go to BLAS.
+  // fp32 panels run a1's packed kernel, fp32 / bf16 / fp16 [N, K] with few rows (decode) stream the
+  // weights once (16-bit ones summed in fp32), others go to BLAS.
   m.def("linear(Tensor x, Tensor weight, Tensor? bias=None) -> Tensor");
   // GGUF block formats (quant/quant_formats.h): a quantized weight W [N, K] is uint8
   // [N, K / block_size, block_bytes], each row its GGUF blocks unchanged; block_bytes names the

@@ -87,10 +87,9 @@ std::tuple<at::Tensor, at::Tensor> linear_step_score_cpu(const at::Tensor& hidde
   for (int64_t start = 0; start < vocab; start += tile_rows) {
     const int64_t len = std::min(tile_rows, vocab - start);
     // a1's linear: a scored step of a few tokens streams the LM head once instead of through BLAS;
-    // GGUF blocks are multiplied as blocks (quant_linear), never widened.
+    // GGUF blocks are multiplied as blocks (quant_linear), bf16/fp16 rows as they are, never widened.
     const at::Tensor tile = quantized ? quant_linear_cpu(hidden_f32, lm_head.narrow(0, start, len), std::nullopt)
-                                      : linear_cpu(hidden_f32, linear_weight_rows(lm_head, start, len).to(at::kFloat),
-                                                   std::nullopt);
+                                      : linear_cpu_float_out(hidden_f32, linear_weight_rows(lm_head, start, len));
     const float* tile_data = tile.data_ptr<float>();
     at::parallel_for(0, num_tokens, 16, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {

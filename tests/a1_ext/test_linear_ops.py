@@ -1,5 +1,6 @@
 """a1::linear on CPU against its twin (F.linear), on every instruction-set path of the fp32
-weight-streaming kernel and on the BLAS fallback (bf16/fp16, more than 32 rows, strided last dim)."""
+weight-streaming kernel and on the BLAS fallback (more than 32 rows, strided last dim); bf16/fp16
+weights: test_linear_half.py."""
 import pytest
 import torch
 
@@ -56,12 +57,6 @@ def test_linear_strided_operands():
     assert_matches_float64(ops.linear(x, weight), x, weight, None)
     x_t = linear_case(64, 1, 5, seed=8)[0].t()  # [5, 64] with a strided last dim: BLAS path
     assert_matches_float64(ops.linear(x_t, weight_wide[:, :64]), x_t, weight_wide[:, :64], None)
-
-
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_linear_half_precision_is_torchs_linear(dtype):
-    x, weight, bias = linear_case(3, 70, 48, dtype=dtype, bias=True)
-    assert torch.equal(ops.linear(x, weight, bias), reference.linear(x, weight, bias))
 
 
 def test_linear_many_rows_is_torchs_linear():

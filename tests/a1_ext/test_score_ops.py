@@ -54,7 +54,9 @@ def test_step_score_strided_and_extreme_logits():
 @pytest.mark.parametrize("dtype,atol", DTYPES)
 @pytest.mark.parametrize("vocab,chunk", [(111, 7), (111, 4096), (1000, 1), (5003, 512)])
 @pytest.mark.parametrize("lengths", [[1], [5, 0, 12]])
-def test_linear_step_score_matches_twin(dtype, atol, vocab, chunk, lengths):
+def test_linear_step_score_matches_twin(isa, dtype, atol, vocab, chunk, lengths):
+    """bf16/fp16 LM heads at up to 32 rows are streamed by the 16-bit linear kernel on each ISA path,
+    its fp32 sums never rounded to 16 bits."""
     torch.manual_seed(vocab * chunk)
     num_tokens, hidden_size = sum(lengths), 48
     hidden = torch.randn(num_tokens, hidden_size).to(dtype)

@@ -103,7 +103,7 @@ class DecoderLM(torch.nn.Module):
                     f"a model with GGUF block weights computes in float32, not {self.dtype}: load the .gguf with "
                     "dtype=torch.float16 or torch.bfloat16 to run dequantized weights in that dtype")
         # Panels are the layout of a1's CPU fp32 kernel only: after a move to a GPU or a cast, give
-        # BLAS / cuBLAS their [N, K] back rather than a batched product per weight.
+        # a1's 16-bit CPU kernel, BLAS and cuBLAS their [N, K] back rather than a batched product per weight.
         if self.device.type != "cpu" or self.dtype != torch.float32:
             self.use_weight_panels(False)
         return module

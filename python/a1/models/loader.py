@@ -54,7 +54,7 @@ def load_model(model: Union[str, os.PathLike], dtype: Optional[torch.dtype] = No
         raise ValueError(f"{path} is neither a checkpoint directory nor a .gguf file")
     check_vocab(tokenizer, decoder.config, str(path))
     decoder.eval()
-    # The layout of a1's fp32 CPU kernel (bf16/fp16 go to BLAS on [N, K]); quantized weights stay blocks.
+    # The layout of a1's fp32 CPU kernel (its bf16/fp16 kernel reads [N, K]); quantized weights stay blocks.
     relaid = decoder.use_weight_panels() if decoder.dtype == torch.float32 else 0
     if not packed or relaid:
         pack_parameters(decoder)  # one huge-page arena: decode streams every weight per token
