@@ -180,11 +180,17 @@ A1_ZMM_FN void chunk_tile(const QuantGemmParams& p, const Q8Row* xq, const Chunk
   for (int t = 0; t < TT; ++t) p.out[(t0 + t) * p.out_features + n] = _mm512_reduce_add_ps(acc[t]) + bias;
 }
 
+// Rows ahead whose weights are prefetched.
+constexpr int64_t kPrefetchRows = 8;
+
 // Weight rows [n_begin, n_end) for every token row, in tiles of two token rows.
 template <Format F>
 A1_ZMM_FN void pair_rows(const QuantGemmParams& p, const Q8Row* xq, int64_t n_begin, int64_t n_end) {
   const ChunkLayout layout = chunk_layout<F>(p.in_features);
   for (int64_t n = n_begin; n < n_end; ++n) {
+    if (n + kPrefetchRows < n_end)  // weights stream from memory at batch 1: ask for them early
+      for (int64_t offset = 0; offset < p.row_bytes; offset += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(p.weight + (n + kPrefetchRows) * p.row_bytes + offset), _MM_HINT_T0);
     int64_t t = 0;
     for (; t + 2 <= p.tokens; t += 2) chunk_tile<F, 2>(p, xq, layout, n, t);
     if (t < p.tokens) chunk_tile<F, 1>(p, xq, layout, n, t);
