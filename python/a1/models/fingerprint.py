@@ -21,6 +21,10 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     digest = hashlib.sha256()
     tensors = dict(model.named_parameters())
     tensors.update(model.named_buffers())
+    if any(t.dtype == torch.uint8 for t in tensors.values()):
+        # GGUF blocks multiply 8-bit rounded activations (a1_ext quant_linear, since #22's second
+        # step): scores of the same blocks from before that are another model's
+        digest.update(b"quant_linear:8-bit activations;")
     for name in sorted(tensors):
         tensor = tensors[name].detach()
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
