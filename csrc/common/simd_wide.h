@@ -201,4 +201,16 @@ inline V transpose_sum(V* acc) {
   return acc[0];
 }
 
+// sums[i] = the sum of the lanes of acc[i] for N accumulators: one transpose when N is the vector
+// width (a tile of R x TT = W dot products), else one horizontal sum each. acc is overwritten.
+template <int N, class V>
+inline void lane_sums(V* acc, float* sums) {
+  if constexpr (N == width_v<V>) {
+    const V all = transpose_sum(acc);
+    for (int i = 0; i < N; ++i) sums[i] = all[i];
+  } else {
+    for (int i = 0; i < N; ++i) sums[i] = vhsum(acc[i]);
+  }
+}
+
 }  // namespace a1::simd

@@ -81,12 +81,7 @@ inline void half_tile(const HalfGemmParams& p, int64_t n, int64_t t0) {
   for (int64_t k = 0; k < whole; k += C) half_chunk<M, V, R, TT>(p, w_rows, t0, k, acc);
 
   float sums[R * TT];
-  if constexpr (R * TT == W) {
-    const V all = simd::transpose_sum(acc);  // lane i = the sum of acc[i]
-    for (int i = 0; i < W; ++i) sums[i] = all[i];
-  } else {
-    for (int i = 0; i < R * TT; ++i) sums[i] = simd::vhsum(acc[i]);
-  }
+  simd::lane_sums<R * TT>(acc, sums);
   for (int r = 0; r < R; ++r) {
     const float bias = p.bias != nullptr ? half_to_float<M>(p.bias[n + r]) : 0.0f;
     for (int t = 0; t < TT; ++t) {

@@ -58,12 +58,7 @@ inline void gemm_tile(const SkinnyGemmParams& p, int64_t n, int64_t t0) {
   }
 
   float sums[R * TT];
-  if constexpr (R * TT == W) {
-    const V all = simd::transpose_sum(acc);  // lane i = the sum of acc[i]
-    for (int i = 0; i < W; ++i) sums[i] = all[i];
-  } else {
-    for (int i = 0; i < R * TT; ++i) sums[i] = simd::vhsum(acc[i]);
-  }
+  simd::lane_sums<R * TT>(acc, sums);
   for (int r = 0; r < R; ++r) {
     const float bias = p.bias != nullptr ? p.bias[n + r] : 0.0f;
     for (int t = 0; t < TT; ++t) {

@@ -58,8 +58,8 @@ void gemv_rows(const quant::QuantGemmParams& p, int64_t n_begin, int64_t n_end, 
   });
 }
 
-// Every token row of x rounded to 8 bits: into Q8 rows (`q8`, for the integer kernel, with offsets
-// for `zero_point`) or into floats q * d (`rounded` [T, K]).
+// Every token row of x rounded to 8 bits: into Q8 rows (`q8`, for an integer kernel, laid out as
+// `layout` says) or into floats q * d (`rounded` [T, K]).
 void round_rows(const at::Tensor& x, uint8_t* q8, quant::Q8Layout layout, float* rounded, simd::Isa isa) {
   const int64_t T = x.size(0), K = x.size(1), row_bytes = quant::q8_row_bytes(K);
   const quant::RoundRowFn fn = quant::select_round_row(isa);

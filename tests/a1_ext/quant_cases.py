@@ -66,3 +66,12 @@ def assert_bit_equal(got: torch.Tensor, want: torch.Tensor) -> None:
     assert torch.equal(torch.isnan(got), nan)
     mismatch = (got.view(torch.int32) != want.view(torch.int32)) & ~nan
     assert not mismatch.any(), f"{int(mismatch.sum())} values differ, first at {mismatch.nonzero()[0].tolist()}"
+
+
+def identity_q8_0(n: int, k: int) -> torch.Tensor:
+    """Q8_0 blocks of W [n, k] with W[i, i] = 1, zeros elsewhere: x @ W^T is x's first n columns."""
+    blocks = torch.zeros(n, k // 32, 34, dtype=torch.uint8)
+    blocks[:, :, 0:2] = torch.tensor([1.0], dtype=torch.float16).view(torch.uint8)
+    for i in range(n):
+        blocks[i, i // 32, 2 + i % 32] = 1
+    return blocks

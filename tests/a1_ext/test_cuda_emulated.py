@@ -15,7 +15,7 @@ from cuda_cases import (activation_case, assert_close_up_to_rounding, attention_
                         sampling_params, score_case, verify_case)
 from cuda_emu import build
 from quant_cases import FORMATS as QUANT_NAMES
-from quant_cases import assert_bit_equal, finite_blocks, gguf_dequantize, in_features, random_blocks
+from quant_cases import assert_bit_equal, finite_blocks, gguf_dequantize, identity_q8_0, in_features, random_blocks
 
 if build.cuda_include_dir() is None:
     pytest.skip("CUDA toolkit headers not found: the emulated kernels cannot be built", allow_module_level=True)
@@ -255,15 +255,6 @@ def test_quant_linear_gemm_in_slices(name):
     bias = torch.randn(53)
     got = emu.quant_linear(x, blocks, bias, scratch_floats=7 * in_features(name, nb))
     torch.testing.assert_close(got, reference.quant_linear(x, blocks, bias), atol=1e-3, rtol=1e-4)
-
-
-def identity_q8_0(n: int, k: int) -> torch.Tensor:
-    """Q8_0 blocks of W [n, k] with W[i, i] = 1, zeros elsewhere: x @ W^T is x's first n columns."""
-    blocks = torch.zeros(n, k // 32, 34, dtype=torch.uint8)
-    blocks[:, :, 0:2] = torch.tensor([1.0], dtype=torch.float16).view(torch.uint8)
-    for i in range(n):
-        blocks[i, i // 32, 2 + i % 32] = 1
-    return blocks
 
 
 def activation_rows(tokens: int, seed: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 import a1_ext  # noqa: F401
 from a1_ext import ops, reference
 from a1_ext.quant_formats import QUANT_FORMATS, quant_format, quant_shape
-from quant_cases import FORMATS, assert_bit_equal, finite_blocks, gguf_dequantize, in_features, random_blocks
+from quant_cases import FORMATS, assert_bit_equal, finite_blocks, gguf_dequantize, identity_q8_0, in_features, random_blocks
 
 
 @pytest.mark.parametrize("name", FORMATS)
@@ -75,15 +75,6 @@ def test_quant_linear_many_groups(name, groups, isa):
     want = reference.quant_linear(x, blocks)
     for t in (1, 2, 3, 4, 5, 8, 11):
         torch.testing.assert_close(ops.quant_linear(x[:t], blocks), want[:t], atol=1e-3, rtol=1e-4)
-
-
-def identity_q8_0(n: int, k: int) -> torch.Tensor:
-    """Q8_0 blocks of W [n, k] with W[i, i] = 1, zeros elsewhere: x @ W^T is x's first n columns."""
-    blocks = torch.zeros(n, k // 32, 34, dtype=torch.uint8)
-    blocks[:, :, 0:2] = torch.tensor([1.0], dtype=torch.float16).view(torch.uint8)
-    for i in range(n):
-        blocks[i, i // 32, 2 + i % 32] = 1
-    return blocks
 
 
 def test_round_activations_rounds_half_to_even_per_group():
