@@ -160,9 +160,9 @@ inline void int8_rows(const QuantGemmParams& p, const Q8Row* xq, int64_t n_begin
 #define A1_INT8_ENTRY(name, target, VNNI)                                                                      \
   target __attribute__((flatten)) void name(const QuantGemmParams& p, const Q8Row* xq, int64_t b, int64_t e) { \
     switch (p.format) {                                                                                        \
-      case Format::kQ4_0: return VNNI ? pair_rows<Format::kQ4_0>(p, xq, b, e) : int8_rows<Format::kQ4_0, VNNI, 4, 2>(p, xq, b, e); \
-      case Format::kQ4_1: return VNNI ? pair_rows<Format::kQ4_1>(p, xq, b, e) : int8_rows<Format::kQ4_1, VNNI, 4, 2>(p, xq, b, e); \
-      case Format::kQ8_0: return VNNI ? pair_rows<Format::kQ8_0>(p, xq, b, e) : int8_rows<Format::kQ8_0, VNNI, 4, 2>(p, xq, b, e); \
+      case Format::kQ4_0: if constexpr (VNNI) return pair_rows<Format::kQ4_0>(p, xq, b, e); else return int8_rows<Format::kQ4_0, VNNI, 4, 2>(p, xq, b, e); \
+      case Format::kQ4_1: if constexpr (VNNI) return pair_rows<Format::kQ4_1>(p, xq, b, e); else return int8_rows<Format::kQ4_1, VNNI, 4, 2>(p, xq, b, e); \
+      case Format::kQ8_0: if constexpr (VNNI) return pair_rows<Format::kQ8_0>(p, xq, b, e); else return int8_rows<Format::kQ8_0, VNNI, 4, 2>(p, xq, b, e); \
       case Format::kQ4_K: return int8_rows<Format::kQ4_K, VNNI, 4, 2>(p, xq, b, e);                           \
       case Format::kQ5_K: return int8_rows<Format::kQ5_K, VNNI, 4, 2>(p, xq, b, e);                           \
       case Format::kQ6_K: return int8_rows<Format::kQ6_K, VNNI, 4, 2>(p, xq, b, e);                           \

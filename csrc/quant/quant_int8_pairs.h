@@ -23,24 +23,12 @@
 
 namespace a1::quant {
 
-// Groups 2 h (block b0) and 2 h + 1 (block b1) as 64 unsigned bytes in weight order: Q4's low
-// nibbles are weights 0-15 and high nibbles 16-31 of a block; Q8_0's bytes get their sign bit
-// flipped (q + 128, taken off by the zero point).
-template <Format F>
-A1_ZMM_FN __m512i unpack_pair(const uint8_t* b0, const uint8_t* b1) {
-  if constexpr (F == Format::kQ8_0) {
-    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 2));
-    const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + 2));
-    return _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), _mm512_set1_epi8(static_cast<char>(0x80)));
-  } else {
-    constexpr int qs = F == Format::kQ4_0 ? 2 : 4;
-    const __m256i bytes = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + qs))),
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + qs)), 1);
-    // 128-bit lanes [b0, b1, b0 >> 4, b1 >> 4] reordered to [b0 low, b0 high, b1 low, b1 high].
-    const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(bytes), _mm256_srli_epi16(bytes, 4), 1);
-    return _mm512_and_si512(_mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(3, 1, 2, 0)), _mm512_set1_epi8(0x0F));
-  }
+// Q8_0 groups 2 h (block b0) and 2 h + 1 (block b1) as 64 unsigned bytes in weight order: the
+// sign bit flipped (q + 128, taken off by the zero point).
+A1_ZMM_FN __m512i unpack_q8_pair(const uint8_t* b0, const uint8_t* b1) {
+  const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 2));
+  const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + 2));
+  return _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), _mm512_set1_epi8(static_cast<char>(0x80)));
 }
 
 // v[h]: lanes 0-7 add up to group 2 h's dot product, lanes 8-15 to group 2 h + 1's. Returns the 16
@@ -142,13 +130,13 @@ A1_ZMM_FN void chunk_tile(const QuantGemmParams& p, const Q8Row* xq, const Chunk
           for (int t = 0; t < TT; ++t) dots[t][h] = _mm512_setzero_si512();
         }
       }
-    } else {
+    } else {  // Q8_0: 8 pairs of groups
     #pragma GCC unroll 8
       for (int h = 0; h < 8; ++h) {
         const int64_t g = g0 + 2 * h;
         if (g < groups) {  // an odd count's last group pairs with itself; the token's bytes there are 0
           const uint8_t* b0 = row + g * kBlock;
-          const __m512i w = unpack_pair<F>(b0, g + 1 < groups ? b0 + kBlock : b0);
+          const __m512i w = unpack_q8_pair(b0, g + 1 < groups ? b0 + kBlock : b0);
         #pragma GCC unroll 8
           for (int t = 0; t < TT; ++t)
             dots[t][h] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_load_si512(xq[t0 + t].q + kGroup * g));

@@ -38,8 +38,8 @@ using Int8PanelsFn = void (*)(const QuantGemmParams&, const Q8Row*, int64_t, int
 #if A1_HAVE_ISA_DISPATCH
 #define A1_PANEL_FN __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512vnni,avx2,fma,f16c"))) inline
 
-// A group (one block of these formats) as 32 unsigned bytes in weight order (quant_int8_pairs.h's
-// unpack_pair for a single block), its scale and its min.
+// A group (one block of these formats) as 32 unsigned bytes in weight order (Q4: low nibbles are
+// weights 0-15, high nibbles 16-31; Q8_0: q + 128), its scale and its min.
 template <Format F>
 A1_PANEL_FN __m256i unpack_block(const uint8_t* block, float* scale, float* min) {
   *scale = _cvtsh_ss(static_cast<unsigned short>(block[0] | (block[1] << 8)));
