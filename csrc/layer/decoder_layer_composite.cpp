@@ -8,8 +8,10 @@
 // The pure-torch spec of the layer is reference.decoder_layer.
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 
@@ -63,6 +65,32 @@ struct LayerOps {
   }
 };
 
+// The MLP's [T, 2F] and [T, F] intermediates are a prefill's largest buffers (52 MiB for 512 tokens
+// of a 1.5B model, more than its KV cache): above kMlpSliceBytes they are made a slice of token rows
+// at a time, which keeps them a few MiB (and in cache). The slices are balanced, so every slice runs
+// the many-row kernels (each row computed as it would be unsliced) and weights are read a few more
+// times, which costs a prefill little.
+constexpr int64_t kMlpSliceBytes = int64_t{8} << 20;
+constexpr int64_t kMinSliceRows = 64;
+
+at::Tensor mlp(const LayerOps& ops, const at::Tensor& x, const at::Tensor& gate_up_weight,
+               const OptionalTensor& gate_up_bias, const at::Tensor& down_weight, const OptionalTensor& down_bias) {
+  const int64_t tokens = x.size(0);
+  const int64_t row_bytes = linear_out_features(gate_up_weight) * static_cast<int64_t>(x.element_size());
+  const int64_t slices = std::max<int64_t>(1, std::min(tokens * row_bytes / kMlpSliceBytes, tokens / kMinSliceRows));
+  auto run = [&](const at::Tensor& rows) {
+    return ops.project(ops.silu_and_mul.call(ops.project(rows, gate_up_weight, gate_up_bias)), down_weight, down_bias);
+  };
+  if (slices == 1) return run(x);
+  const int64_t rows = (tokens + slices - 1) / slices;
+  at::Tensor out = at::empty({tokens, linear_out_features(down_weight)}, x.options());
+  for (int64_t start = 0; start < tokens; start += rows) {
+    const int64_t count = std::min(rows, tokens - start);
+    out.narrow(0, start, count).copy_(run(x.narrow(0, start, count)));
+  }
+  return out;
+}
+
 at::Tensor decoder_layer(const at::Tensor& residual, const at::Tensor& hidden, const at::Tensor& input_norm_weight,
                          const at::Tensor& qkv_weight, const OptionalTensor& qkv_bias, const at::Tensor& o_weight,
                          const OptionalTensor& o_bias, const at::Tensor& post_norm_weight,
@@ -100,8 +128,7 @@ at::Tensor decoder_layer(const at::Tensor& residual, const at::Tensor& hidden, c
       ops.paged_attention.call(query, k_cache, v_cache, block_table, seq_lens, query_start_loc, scale);
   const at::Tensor projected = ops.project(attention.view({tokens, num_heads * head_dim}), o_weight, o_bias);
   ops.fused_add_rms_norm.call(projected, residual, post_norm_weight, eps);  // residual += attention; normalized
-  const at::Tensor gate_up = ops.project(projected, gate_up_weight, gate_up_bias);
-  return ops.project(ops.silu_and_mul.call(gate_up), down_weight, down_bias);
+  return mlp(ops, projected, gate_up_weight, gate_up_bias, down_weight, down_bias);
 }
 
 using OptionalTensorList = c10::List<std::optional<at::Tensor>>;

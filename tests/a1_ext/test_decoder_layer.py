@@ -170,3 +170,25 @@ def test_decoder_layers_on_quantized_weights_match_twin():
         stack[name] = [quantize_weight(w, fmt) for w in stack[name]]
     fused, twin = stack, clone_stack(stack)
     torch.testing.assert_close(ops.decoder_layers(**fused), reference.decoder_layers(**twin), atol=1e-4, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------ a long prefill's MLP in slices
+@pytest.mark.parametrize("quantized", [False, True])
+def test_decoder_layer_slices_a_large_mlp_exactly(quantized):
+    """Above 8 MiB of gate_up output the op runs the MLP a slice of token rows at a time (to bound a
+    prefill's memory): 256 tokens x 2 x 8192 float32 = 16 MiB, two slices of 128 rows. Each row must
+    come out as the unsliced op-by-op layer computes it, bit for bit."""
+    case = layer_case([256], [256], bias=True, seed=4)
+    g = torch.Generator().manual_seed(5)
+    inter = 8192
+    case["gate_up_weight"] = torch.randn(2 * inter, HIDDEN, generator=g) / HIDDEN**0.5
+    case["gate_up_bias"] = 0.1 * torch.randn(2 * inter, generator=g)
+    case["down_weight"] = torch.randn(HIDDEN, inter, generator=g) / inter**0.5
+    if quantized:
+        case["gate_up_weight"] = quantize_weight(case["gate_up_weight"], "Q4_0")
+        case["down_weight"] = quantize_weight(case["down_weight"], "Q8_0")
+    fused, separate = clone_case(case), clone_case(case)
+    out = ops.decoder_layer(**fused)
+    assert torch.equal(out, op_by_op(separate, linear=ops.any_linear))
+    for name in MUTATED:
+        assert torch.equal(fused[name], separate[name]), name

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -87,17 +87,18 @@ def rope_row_order(rows: int, num_heads: int) -> torch.Tensor:
     return torch.arange(rows).view(num_heads, half, 2).transpose(1, 2).reshape(-1)
 
 
-def load_quantized_weights(model: DecoderLM, reader: Any, path: Path, source: str,
+def load_quantized_weights(model: DecoderLM, tensors: Sequence[Any], path: Path, source: str,
                            dequantized: Mapping[str, torch.Tensor],
                            hf_tensor_name: Callable[[str], Optional[str]]) -> int:
-    """Fill `model` (float32, freshly built) from the GGUF `reader` of `path`, block formats kept as
-    blocks; every parameter ends up in one huge-page arena. Returns the arena's size in bytes.
+    """Fill `model` (float32, freshly built) from the GGUF `tensors` of `path` (a GGUFReader's
+    .tensors: name, type, shape, file offset), block formats kept as blocks; every parameter ends
+    up in one huge-page arena. Returns the arena's size in bytes.
     `dequantized` gives a tensor (by transformers name) as float32, q/k rows unpermuted, for what is
     not kept as blocks; `hf_tensor_name` maps a GGUF tensor name to its transformers name (both from
     gguf_loader, passed in so that this module does not import its caller).
     Missing tensors and shape mismatches raise ValueError as load_hf_weights does."""
     config: ModelConfig = model.config
-    by_name = {hf_tensor_name(t.name): t for t in reader.tensors if hf_tensor_name(t.name) is not None}
+    by_name = {hf_tensor_name(t.name): t for t in tensors if hf_tensor_name(t.name) is not None}
     slots = _slots(model)
     missing = [n for slot in slots for n in slot.names if n not in by_name]
     if missing:
