@@ -126,36 +126,41 @@ def from_weight_panels(panels: torch.Tensor) -> torch.Tensor:
 
 
 def linear_out_features(weight: torch.Tensor) -> int:
-    """N of a linear weight [N, K], of its panels [N / 16, K, 16] or of its GGUF blocks (quant_linear)."""
-    return weight.shape[0] * weight.shape[2] if weight.dim() == 3 and not is_quantized(weight) else weight.shape[0]
+    """N of a linear weight [N, K], of its panels [N / 16, K, 16] or of its GGUF blocks or their packed
+    panels [N / 16, K / 32, 16, block_bytes] (quant_linear)."""
+    if is_quantized(weight):
+        return weight.shape[0] * weight.shape[2] if weight.dim() == 4 else weight.shape[0]
+    return weight.shape[0] * weight.shape[2] if weight.dim() == 3 else weight.shape[0]
 
 
 def dequantize(weight: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
     """A quantized weight W [N, K] in GGUF blocks (uint8 [N, K / block_size, block_bytes]; Q4_0, Q4_1,
-    Q8_0, Q4_K, Q5_K or Q6_K, named by block_bytes: a1_ext.quant_formats) as float32 [N, K], or only
-    the rows `rows` (int32/int64 [R], in [0, N)) as [R, K]: an embedding lookup that decodes just the
-    rows it reads. Bit-exact with gguf.quants.dequantize."""
+    Q8_0, Q4_K, Q5_K or Q6_K, named by block_bytes: a1_ext.quant_formats), or on the CPU their packed
+    panels (a1_ext.quant_panels), as float32 [N, K], or only the rows `rows` (int32/int64 [R], in
+    [0, N)) as [R, K]: an embedding lookup that decodes just the rows it reads. Bit-exact with
+    gguf.quants.dequantize."""
     return _ops.dequantize.default(weight, rows)
 
 
 @torch.library.register_fake("a1::dequantize")
 def _dequantize_fake(weight, rows=None):
-    count = weight.shape[0] if rows is None else rows.shape[0]
-    block_size = 32 if weight.shape[2] <= 34 else 256  # Q4_0, Q4_1, Q8_0 blocks of 32; the K-quants 256
+    count = linear_out_features(weight) if rows is None else rows.shape[0]
+    block_size = 32 if weight.shape[-1] <= 34 else 256  # Q4_0, Q4_1, Q8_0 blocks of 32; the K-quants 256
     return weight.new_empty((count, weight.shape[1] * block_size), dtype=torch.float32)
 
 
 def quant_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """x [T, K] float32 @ W^T (+ bias [N] float32) -> [T, N], W in GGUF blocks as for dequantize,
-    never widened in memory. On the CPU up to 8 token rows decode each block in registers and stream
-    the weights once; more rows decode 16-row panels for the fp32 packed kernel. The sums may differ
-    from F.linear(x, dequantize(W)) in the last bits (order of additions)."""
+    """x [T, K] float32 @ W^T (+ bias [N] float32) -> [T, N], W in GGUF blocks (or on the CPU their
+    packed panels) as for dequantize, never widened in memory. x is rounded to 8 bits per 32 values
+    first, as llama.cpp does (a1_ext.quant_reference.round_activations), and the blocks multiply the
+    rounded values as integers where the CPU allows: out = round8(x) @ dequantize(W)^T + bias, up to
+    the order of additions."""
     return _ops.quant_linear.default(x, weight, bias)
 
 
 @torch.library.register_fake("a1::quant_linear")
 def _quant_linear_fake(x, weight, bias=None):
-    return x.new_empty((x.shape[0], weight.shape[0]))
+    return x.new_empty((x.shape[0], linear_out_features(weight)))
 
 
 def any_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -38,21 +38,25 @@ def format_of_type_id(type_id: int) -> QuantFormat | None:
 
 
 def is_quantized(weight: torch.Tensor) -> bool:
-    """Whether a weight is GGUF blocks (uint8 [N, K / block_size, block_bytes])."""
+    """Whether a weight is GGUF blocks (uint8 [N, K / block_size, block_bytes]) or their packed
+    panels (uint8 [N / 16, K / 32, 16, block_bytes], a1_ext.quant_panels)."""
     return weight.dtype == torch.uint8
 
 
 def quant_format(weight: torch.Tensor) -> QuantFormat:
-    """The format of a quantized weight; ValueError naming the shape when it is none."""
-    if not is_quantized(weight) or weight.dim() != 3 or weight.shape[2] not in _BY_BYTES:
+    """The format of a quantized weight (blocks or packed panels); ValueError naming the shape when
+    it is none."""
+    if not is_quantized(weight) or weight.dim() not in (3, 4) or weight.shape[-1] not in _BY_BYTES:
         raise ValueError(f"not a quantized weight: expected uint8 [N, K / block_size, block_bytes] with block_bytes in "
-                         f"{sorted(_BY_BYTES)}, got {weight.dtype} {tuple(weight.shape)}")
-    return _BY_BYTES[weight.shape[2]]
+                         f"{sorted(_BY_BYTES)} (or packed panels [N / 16, K / 32, 16, block_bytes]), got "
+                         f"{weight.dtype} {tuple(weight.shape)}")
+    return _BY_BYTES[weight.shape[-1]]
 
 
 def quant_shape(weight: torch.Tensor) -> tuple[int, int]:
-    """(N, K) of the matrix a quantized weight holds."""
-    return weight.shape[0], weight.shape[1] * quant_format(weight).block_size
+    """(N, K) of the matrix a quantized weight (blocks or packed panels) holds."""
+    rows = weight.shape[0] * weight.shape[2] if weight.dim() == 4 else weight.shape[0]
+    return rows, weight.shape[1] * quant_format(weight).block_size
 
 
 def as_blocks(raw: torch.Tensor, fmt: QuantFormat, shape: tuple[int, int]) -> torch.Tensor:

@@ -73,6 +73,10 @@ def _dequantize_blocks(name: str, b: torch.Tensor) -> torch.Tensor:
 
 
 def dequantize(weight: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+    if weight.dim() == 4:  # packed panels (a1_ext.quant_panels): the GGUF blocks they hold
+        from .quant_panels import unpack_panels
+
+        weight = unpack_panels(weight)
     fmt = quant_format(weight)
     picked = weight if rows is None else weight[rows.long()]
     n, nb, _ = picked.shape

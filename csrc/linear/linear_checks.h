@@ -20,9 +20,10 @@ inline bool is_weight_panels(const at::Tensor& weight) {
   return weight.dim() == 3 && weight.scalar_type() != at::kByte;
 }
 
-// N of a weight [N, K], of its panels [N / 16, K, 16] or of its GGUF blocks.
+// N of a weight [N, K], of its panels [N / 16, K, 16], of its GGUF blocks or of their packed
+// panels [N / 16, K / 32, 16, block_bytes].
 inline int64_t linear_out_features(const at::Tensor& weight) {
-  return is_weight_panels(weight) ? weight.size(0) * weight.size(2) : weight.size(0);
+  return is_weight_panels(weight) || weight.dim() == 4 ? weight.size(0) * weight.size(2) : weight.size(0);
 }
 
 // A weight [N, K], or the same matrix as panels [N / 16, K, 16] (contiguous); `name` names it.

@@ -5,11 +5,14 @@
 //     (quant/quant_int8_kernels.h; with VNNI, Q4_0 / Q4_1 / Q8_0 run quant/quant_int8_pairs.h);
 //   - more rows with VNNI, for Q4_0 / Q4_1 / Q8_0: 16-row int8 panels decoded once per thread and
 //     multiplied by every token row (quant/quant_int8_panels.h);
+//   - weights stored as packed panels (quant/quant_panel_layout.h), any number of rows: the int8
+//     panel kernel reads them as they are (the batch-1 decode's fastest path);
 //   - otherwise the fp32 kernels multiply the rounded values q * d: up to kGemvMaxTokens rows decode
 //     each block in registers (quant/quant_gemv_kernels.h), more rows decode 16-row fp32 panels for
 //     the packed kernel (quant/quant_gemm_kernels.h).
 // Each picks AVX-512, AVX2 or baseline code at run time.
 #include <ATen/Parallel.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
@@ -34,18 +37,33 @@ constexpr int64_t kGemvMaxTokens = 8;
 // panels' decoding pays for itself from ~5 rows).
 constexpr int64_t kInt8MaxTokens = 4;
 
+// row_bytes: the bytes of one weight row, or of one panel when the weight is packed panels.
 quant::QuantGemmParams gemm_params(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                    at::Tensor& out, quant::Format format) {
   return {x.data_ptr<float>(),
           x.stride(0),
           weight.data_ptr<uint8_t>(),
-          weight.size(1) * weight.size(2),
+          weight.numel() / std::max<int64_t>(1, weight.size(0)),
           bias.defined() ? bias.data_ptr<float>() : nullptr,
           out.data_ptr<float>(),
           x.size(0),
-          weight.size(0),
+          quant_out_features(weight),
           x.size(1),
           format};
+}
+
+// Packed panels [P, G, 16, B] back to GGUF blocks [16 P, G, B] (the inverse of
+// a1_ext.quant_panels.pack_panels): for a CPU without the panel kernels (the weight was packed
+// on another, or A1_CPU_ISA caps this one), which then runs the GGUF paths on the same blocks.
+at::Tensor unpack_panels(const at::Tensor& panels, quant::Format format) {
+  const int64_t P = panels.size(0), G = panels.size(1), R = panels.size(2), B = panels.size(3);
+  const int64_t header = quant::panel_header_bytes(format), dwords = (R * B - header) / (4 * R);
+  const at::Tensor flat = panels.view({P, G, R * B});
+  const at::Tensor fields =  // [P, G, scale (and min), row, 2 bytes] -> [P, row, G, 2 or 4 bytes]
+      flat.narrow(2, 0, header).view({P, G, header / (2 * R), R, 2}).permute({0, 3, 1, 2, 4}).reshape({P, R, G, header / R});
+  const at::Tensor quants =  // [P, G, dword, row, 4 bytes] -> [P, row, G, quant bytes]
+      flat.narrow(2, header, R * B - header).view({P, G, dwords, R, 4}).permute({0, 3, 1, 2, 4}).reshape({P, R, G, 4 * dwords});
+  return at::cat({fields, quants}, 3).reshape({P * R, G, B});
 }
 
 // Weight rows [n_begin, n_end) for every token row, by the in-register decode kernel.
@@ -108,6 +126,14 @@ void int8_panel_linear(const quant::QuantGemmParams& p, const at::Tensor& x, qua
   });
 }
 
+// Every weight panel for every token row by the packed-panel kernel.
+void packed_panel_linear(const quant::QuantGemmParams& p, const at::Tensor& x, quant::Int8PanelsFn fn, simd::Isa isa) {
+  const RoundedRows rounded = round_for_int8(x, {quant::int8_panel_zero_point(p.format), false}, isa);
+  const int64_t panels = p.out_features / quant::kInt8PanelRows;
+  for_each_weight_range(panels, quant::kInt8PanelRows * p.in_features * std::max<int64_t>(1, p.tokens / 8),
+                        [&](int64_t begin, int64_t end) { fn(p, rounded.rows.data(), begin, end, nullptr); });
+}
+
 // Whole 16-row panels by decoding them for the packed kernel; returns the rows it covered.
 int64_t gemm_panels(const quant::QuantGemmParams& p, simd::Isa isa) {
   const int64_t K = p.in_features, P = linear::kPanelWidth, num_panels = p.out_features / P;
@@ -131,6 +157,7 @@ int64_t gemm_panels(const quant::QuantGemmParams& p, simd::Isa isa) {
 at::Tensor dequantize_cpu(const at::Tensor& weight, const std::optional<at::Tensor>& rows) {
   const quant::Format format = check_dequantize_inputs(weight, rows);
   TORCH_CHECK(weight.device().is_cpu(), "weight must be a CPU tensor for the CPU kernel, got ", weight.device());
+  if (is_quant_panels(weight)) return dequantize_cpu(unpack_panels(weight, format), rows);
   const int64_t K = quant_in_features(weight, format);
   std::vector<int64_t> indices;
   if (rows.has_value()) indices = index_values(*rows, "rows");
@@ -152,11 +179,17 @@ at::Tensor quant_linear_cpu(const at::Tensor& x_in, const at::Tensor& weight, co
   const quant::Format format = check_quant_linear_inputs(x_in, weight, bias);
   TORCH_CHECK(x_in.device().is_cpu(), "x must be a CPU tensor for the CPU kernel, got ", x_in.device());
   const at::Tensor x = x_in.stride(1) == 1 || x_in.size(1) <= 1 ? x_in : x_in.contiguous();
-  at::Tensor out = at::empty({x.size(0), weight.size(0)}, x.options());
+  at::Tensor out = at::empty({x.size(0), quant_out_features(weight)}, x.options());
   if (out.numel() == 0) return out;
   if (x.size(1) == 0) return bias.has_value() ? out.copy_(bias->expand_as(out)) : out.zero_();
   const at::Tensor bias_contiguous = bias.has_value() ? bias->contiguous() : at::Tensor();
   const simd::Isa isa = simd::select_isa();
+  if (is_quant_panels(weight)) {
+    const quant::Int8PanelsFn packed_fn = quant::select_packed_panels(isa);
+    if (packed_fn == nullptr) return quant_linear_cpu(x, unpack_panels(weight, format), bias);
+    packed_panel_linear(gemm_params(x, weight, bias_contiguous, out, format), x, packed_fn, isa);
+    return out;
+  }
   const quant::Int8RowsFn int8_fn = x.size(0) <= kInt8MaxTokens ? quant::select_int8_rows(isa) : nullptr;
   if (int8_fn != nullptr) {
     int8_linear(gemm_params(x, weight, bias_contiguous, out, format), x, int8_fn, isa);

@@ -33,6 +33,7 @@ cuda::QuantWeight quant_weight(const at::Tensor& weight, quant::Format format) {
 
 at::Tensor dequantize_cuda(const at::Tensor& weight, const std::optional<at::Tensor>& rows_in) {
   const quant::Format format = check_dequantize_inputs(weight, rows_in);
+  check_not_quant_panels(weight, "weight", "the CUDA kernel");
   TORCH_CHECK(weight.device().is_cuda(), "weight must be a CUDA tensor for the CUDA kernel, got ", weight.device());
   c10::cuda::CUDAGuard guard(weight.device());
   const at::Tensor rows = rows_in.has_value() ? to_device(*rows_in, "rows", weight.device(), at::kLong) : at::Tensor();
@@ -70,6 +71,7 @@ at::Tensor quant_matmul(const at::Tensor& x, const at::Tensor& weight, quant::Fo
 
 at::Tensor quant_linear_cuda(const at::Tensor& x_in, const at::Tensor& weight_in, const std::optional<at::Tensor>& bias) {
   const quant::Format format = check_quant_linear_inputs(x_in, weight_in, bias);
+  check_not_quant_panels(weight_in, "weight", "the CUDA kernel");
   TORCH_CHECK(x_in.device().is_cuda(), "x must be a CUDA tensor for the CUDA kernel, got ", x_in.device());
   c10::cuda::CUDAGuard guard(x_in.device());
   const int64_t T = x_in.size(0), N = weight_in.size(0), K = x_in.size(1);

@@ -11,14 +11,14 @@
 
 #include "quant/quant_activations.h"
 #include "quant/quant_gemv_kernels.h"
+#include "quant/quant_panel_layout.h"
+#include "quant/quant_panel_support.h"
 
 #if A1_HAVE_ISA_DISPATCH
 #include <immintrin.h>
 #endif
 
 namespace a1::quant {
-
-constexpr int kInt8PanelRows = 16;
 
 // One decoded panel: bytes [groups][8][16 rows][4], scale and min [groups][16 rows] (64-byte aligned).
 struct Int8Panel {
@@ -72,35 +72,89 @@ A1_PANEL_FN void decode_int8_panel(const QuantGemmParams& p, int64_t n0, int row
   }
 }
 
+// Group g of a panel decoded by decode_int8_panel: its 8 weight vectors, scales and mins.
+struct DecodedGroups {
+  Int8Panel panel;
+  template <Format F>
+  A1_PANEL_FN void load(int64_t g, __m512i* w, __m512* scale, __m512* min) const {
+  #pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(panel.bytes + (g * 8 + k) * 64);
+    *scale = _mm512_load_ps(panel.scale + g * kInt8PanelRows);
+    *min = _mm512_load_ps(panel.min + g * kInt8PanelRows);
+  }
+};
+
+constexpr int64_t kPrefetchBytes = 8192;
+
+// Group g of a panel stored packed (quant_panel_layout.h): unpacked in registers. A Q4 dword j
+// of a row holds weights 4 j .. 4 j + 3 in its low nibbles and 16 + 4 j .. in its high ones, so the
+// low nibbles are vector j and the high nibbles vector 4 + j of the decoded layout.
+struct PackedGroups {
+  const uint8_t* panel;  // the panel's first group
+  template <Format F>
+  A1_PANEL_FN void load(int64_t g, __m512i* w, __m512* scale, __m512* min) const {
+    constexpr int64_t kUnit = kInt8PanelRows * format_info(F).block_bytes;
+    const uint8_t* unit = panel + g * kUnit;
+    const uint8_t* bytes = unit + panel_header_bytes(F);
+    // A decode step streams the weights from memory: ask for them kPrefetchBytes ahead, a group's
+    // worth of cache lines per group (past the weight's end a prefetch is harmless).
+  #pragma GCC unroll 16
+    for (int64_t line = 0; line < kUnit; line += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(unit + kPrefetchBytes + line), _MM_HINT_T0);
+    *scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(unit)));
+    *min = F == Format::kQ4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(unit + 32)))
+                              : _mm512_setzero_ps();
+    if constexpr (F == Format::kQ8_0) {
+    #pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k)
+        w[k] = _mm512_xor_si512(_mm512_loadu_si512(bytes + 64 * k), _mm512_set1_epi8(static_cast<char>(0x80)));
+    } else {
+      const __m512i nibble = _mm512_set1_epi8(0x0F);
+    #pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const __m512i v = _mm512_loadu_si512(bytes + 64 * j);
+        w[j] = _mm512_and_si512(v, nibble);
+        w[4 + j] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+      }
+    }
+  }
+};
+
 // The panel's 16 outputs for TT token rows from t0 (out: the op's output, bias or nullptr).
-template <Format F, int TT>
-A1_PANEL_FN void int8_panel_tile(const Int8Panel& panel, int64_t groups, const Q8Row* xq, int64_t t0, float* out,
+template <Format F, int TT, class Groups>
+A1_PANEL_FN void int8_panel_tile(const Groups& source, int64_t groups, const Q8Row* xq, int64_t t0, float* out,
                                  int64_t out_stride, int rows, const float* bias) {
   constexpr bool kZeroPoint = F != Format::kQ4_1, kMin = F == Format::kQ4_1;
+  constexpr int kChains = TT >= 4 ? 1 : 4 / TT;
   __m512 acc[TT];
 #pragma GCC unroll 16
   for (int t = 0; t < TT; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
     __m512i w[8];
-  #pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(panel.bytes + (g * 8 + k) * 64);
-    const __m512 scale = _mm512_load_ps(panel.scale + g * kInt8PanelRows);
-    const __m512 min = _mm512_load_ps(panel.min + g * kInt8PanelRows);
-    // k outer, tokens inner: TT independent dot-product chains hide vpdpbusd's latency
-    __m512i dot[TT];
+    __m512 scale, min;
+    source.template load<F>(g, w, &scale, &min);
+    // k outer, tokens inner: independent dot-product chains hide vpdpbusd's latency, TT of them,
+    // or for fewer than 4 tokens 4 / TT per token (integer sums: the split changes no bit)
+    __m512i dot[TT][kChains];
   #pragma GCC unroll 16
-    for (int t = 0; t < TT; ++t) dot[t] = kZeroPoint ? _mm512_set1_epi32(xq[t0 + t].zero_sum[g]) : _mm512_setzero_si512();
+    for (int t = 0; t < TT; ++t) {
+      dot[t][0] = kZeroPoint ? _mm512_set1_epi32(xq[t0 + t].zero_sum[g]) : _mm512_setzero_si512();
+    #pragma GCC unroll 4
+      for (int c = 1; c < kChains; ++c) dot[t][c] = _mm512_setzero_si512();
+    }
   #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k)
     #pragma GCC unroll 16
       for (int t = 0; t < TT; ++t) {
         const int32_t* words = reinterpret_cast<const int32_t*>(xq[t0 + t].q + g * kGroup);
-        dot[t] = _mm512_dpbusd_epi32(dot[t], w[k], _mm512_set1_epi32(words[k]));
+        dot[t][k % kChains] = _mm512_dpbusd_epi32(dot[t][k % kChains], w[k], _mm512_set1_epi32(words[k]));
       }
   #pragma GCC unroll 16
     for (int t = 0; t < TT; ++t) {
       const Q8Row& x = xq[t0 + t];
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t]), _mm512_mul_ps(scale, _mm512_set1_ps(x.d[g])), acc[t]);
+    #pragma GCC unroll 4
+      for (int c = 1; c < kChains; ++c) dot[t][0] = _mm512_add_epi32(dot[t][0], dot[t][c]);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t][0]), _mm512_mul_ps(scale, _mm512_set1_ps(x.d[g])), acc[t]);
       if constexpr (kMin) acc[t] = _mm512_fmadd_ps(min, _mm512_set1_ps(x.sum[g]), acc[t]);
     }
   }
@@ -110,23 +164,40 @@ A1_PANEL_FN void int8_panel_tile(const Int8Panel& panel, int64_t groups, const Q
   for (int t = 0; t < TT; ++t) _mm512_mask_storeu_ps(out + (t0 + t) * out_stride, mask, _mm512_add_ps(acc[t], bias_v));
 }
 
+// Every token row against one panel of `rows` weight rows from n0, in tiles of 8, 4, 2 and 1 tokens.
+template <Format F, class Groups>
+A1_PANEL_FN void int8_panel_tokens(const QuantGemmParams& p, const Groups& source, const Q8Row* xq, int64_t n0,
+                                   int rows) {
+  const int64_t groups = p.in_features / kGroup;
+  float* out = p.out + n0;
+  const float* bias = p.bias != nullptr ? p.bias + n0 : nullptr;
+  int64_t t = 0;
+  for (; t + 8 <= p.tokens; t += 8) int8_panel_tile<F, 8>(source, groups, xq, t, out, p.out_features, rows, bias);
+  for (; t + 4 <= p.tokens; t += 4) int8_panel_tile<F, 4>(source, groups, xq, t, out, p.out_features, rows, bias);
+  for (; t + 2 <= p.tokens; t += 2) int8_panel_tile<F, 2>(source, groups, xq, t, out, p.out_features, rows, bias);
+  if (t < p.tokens) int8_panel_tile<F, 1>(source, groups, xq, t, out, p.out_features, rows, bias);
+}
+
 // Weight panels [panel_begin, panel_end) against every token row; `buffer` holds one decoded panel.
 template <Format F>
 A1_PANEL_FN void int8_panels(const QuantGemmParams& p, const Q8Row* xq, int64_t panel_begin, int64_t panel_end,
                              uint8_t* buffer) {
-  constexpr int TT = 8;
-  const int64_t groups = p.in_features / kGroup;
-  const Int8Panel panel = int8_panel_at(buffer, groups);
+  const DecodedGroups source{int8_panel_at(buffer, p.in_features / kGroup)};
   for (int64_t u = panel_begin; u < panel_end; ++u) {
     const int64_t n0 = u * kInt8PanelRows;
     const int rows = static_cast<int>(std::min<int64_t>(kInt8PanelRows, p.out_features - n0));
-    decode_int8_panel<F>(p, n0, rows, panel);
-    float* out = p.out + n0;
-    const float* bias = p.bias != nullptr ? p.bias + n0 : nullptr;
-    int64_t t = 0;
-    for (; t + TT <= p.tokens; t += TT) int8_panel_tile<F, TT>(panel, groups, xq, t, out, p.out_features, rows, bias);
-    for (; t + 2 <= p.tokens; t += 2) int8_panel_tile<F, 2>(panel, groups, xq, t, out, p.out_features, rows, bias);
-    if (t < p.tokens) int8_panel_tile<F, 1>(panel, groups, xq, t, out, p.out_features, rows, bias);
+    decode_int8_panel<F>(p, n0, rows, source.panel);
+    int8_panel_tokens<F>(p, source, xq, n0, rows);
+  }
+}
+
+// Panels [panel_begin, panel_end) of a weight stored packed (p.weight: its panels back to back,
+// p.row_bytes: the bytes of one panel) against every token row: nothing to decode, so one token
+// row pays only the weights' unpacking (nibbles: 3 instructions per 8 dot products).
+template <Format F>
+A1_PANEL_FN void packed_panels(const QuantGemmParams& p, const Q8Row* xq, int64_t panel_begin, int64_t panel_end) {
+  for (int64_t u = panel_begin; u < panel_end; ++u) {
+    int8_panel_tokens<F>(p, PackedGroups{p.weight + u * p.row_bytes}, xq, u * kInt8PanelRows, kInt8PanelRows);
   }
 }
 
@@ -140,6 +211,16 @@ A1_PANEL_FN __attribute__((flatten)) void int8_panels_vnni(const QuantGemmParams
   }
 }
 
+A1_PANEL_FN __attribute__((flatten)) void packed_panels_vnni(const QuantGemmParams& p, const Q8Row* xq, int64_t b,
+                                                             int64_t e, uint8_t*) {
+  switch (p.format) {
+    case Format::kQ4_0: return packed_panels<Format::kQ4_0>(p, xq, b, e);
+    case Format::kQ4_1: return packed_panels<Format::kQ4_1>(p, xq, b, e);
+    case Format::kQ8_0: return packed_panels<Format::kQ8_0>(p, xq, b, e);
+    default: return;
+  }
+}
+
 #undef A1_PANEL_FN
 #endif  // A1_HAVE_ISA_DISPATCH
 
@@ -147,10 +228,18 @@ A1_PANEL_FN __attribute__((flatten)) void int8_panels_vnni(const QuantGemmParams
 // format other than Q4_0 / Q4_1 / Q8_0): the fp32 panels serve there.
 inline Int8PanelsFn select_int8_panels(simd::Isa isa, Format format) {
 #if A1_HAVE_ISA_DISPATCH
-  const bool supported = format == Format::kQ4_0 || format == Format::kQ4_1 || format == Format::kQ8_0;
-  if (isa == simd::Isa::kAvx512 && supported && __builtin_cpu_supports("avx512vnni")) return int8_panels_vnni;
+  if (int8_panels_supported(isa) && is_panel_format(format)) return int8_panels_vnni;
 #endif
   (void)isa, (void)format;
+  return nullptr;
+}
+
+// The kernel for weights stored packed (any token count), nullptr where int8 panels are not supported.
+inline Int8PanelsFn select_packed_panels(simd::Isa isa) {
+#if A1_HAVE_ISA_DISPATCH
+  if (int8_panels_supported(isa)) return packed_panels_vnni;
+#endif
+  (void)isa;
   return nullptr;
 }
 

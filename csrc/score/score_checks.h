@@ -26,6 +26,7 @@ inline void check_linear_score_inputs(const at::Tensor& hidden, const at::Tensor
   check_same_device(lm_head, "lm_head", hidden, "hidden");
   if (is_quantized_weight(lm_head)) {
     const quant::Format format = check_quant_weight(lm_head, "lm_head");
+    check_not_quant_panels(lm_head, "lm_head", "linear_step_score");
     check_dtype(hidden, "hidden", at::kFloat);
     TORCH_CHECK(quant_in_features(lm_head, format) == hidden.size(1), "lm_head holds H = ",
                 quant_in_features(lm_head, format), " inputs per row but hidden.size(1) is ", hidden.size(1));

@@ -117,7 +117,8 @@ def test_quant_linear_empty_inputs():
 @pytest.mark.parametrize("call,match", [
     (lambda b: ops.quant_linear(torch.randn(2, 64).double(), b), "x must be Float"),
     (lambda b: ops.quant_linear(torch.randn(2, 63), b), r"weight holds K = 64 inputs per row \(2 Q4_0 blocks\) but x.size\(1\) is 63"),
-    (lambda b: ops.quant_linear(torch.randn(2, 64), b.view(7, 2, 9, 2)), "weight must be 3-D GGUF blocks"),
+    (lambda b: ops.quant_linear(torch.randn(2, 64), b.view(7, 36)), "weight must be GGUF blocks .* or packed panels"),
+    (lambda b: ops.quant_linear(torch.randn(2, 64), b.view(7, 1, 2, 18)), r"weight.size\(2\) must equal the panel's 16 rows"),
     (lambda b: ops.quant_linear(torch.randn(2, 64), b.float()), "weight must be Byte"),
     (lambda b: ops.quant_linear(torch.randn(2, 64), torch.zeros(7, 2, 19, dtype=torch.uint8)),
      r"weight.size\(2\) must be the bytes of one block of Q4_0 \(18\)"),

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import torch
 
-from a1_ext.quant_formats import is_quantized, quant_format
+from a1_ext.quant_formats import is_quantized, quant_shape
 
 from .draft_model import DraftLM, new_layers_draft
 from .layers import dense_weight
@@ -48,9 +48,9 @@ def weights_probe(model: torch.nn.Module, count: int = PROBE_VALUES) -> dict[str
 
 
 def _matrix_shape(weight: torch.Tensor) -> tuple[int, int]:
-    """[N, K] of a weight stored as [N, K], panels [N / 16, K, 16] or GGUF blocks."""
+    """[N, K] of a weight stored as [N, K], panels [N / 16, K, 16], GGUF blocks or their packed panels."""
     if is_quantized(weight):
-        return weight.shape[0], weight.shape[1] * quant_format(weight).block_size
+        return quant_shape(weight)
     if weight.dim() == 3:
         return weight.shape[0] * weight.shape[2], weight.shape[1]
     return weight.shape[0], weight.shape[1]

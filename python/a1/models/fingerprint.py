@@ -13,6 +13,9 @@ import hashlib
 
 import torch
 
+from a1_ext.quant_formats import is_quantized
+from a1_ext.quant_panels import block_byte_offsets
+
 SAMPLE = 1 << 16  # values per tensor
 
 
@@ -27,9 +30,16 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
         digest.update(b"quant_linear:8-bit activations;")
     for name in sorted(tensors):
         tensor = tensors[name].detach()
-        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
         flat = tensor.reshape(-1)
         step = max(1, flat.numel() // SAMPLE)
-        sample = flat[::step][:SAMPLE].to("cpu", torch.float32).contiguous()
+        index = torch.arange(0, flat.numel(), step, device=flat.device)[:SAMPLE]
+        shape = tuple(tensor.shape)
+        if is_quantized(tensor) and tensor.dim() == 4:
+            # packed panels (a1_ext.quant_panels, a CPU layout made at load): the GGUF blocks'
+            # shape and bytes, so that packing does not change what the weights are
+            index = block_byte_offsets(tensor, index)
+            shape = (tensor.shape[0] * tensor.shape[2], tensor.shape[1], tensor.shape[3])
+        digest.update(f"{name}:{shape}:{tensor.dtype};".encode())
+        sample = flat[index].to("cpu", torch.float32).contiguous()
         digest.update(sample.numpy().tobytes())
     return digest.hexdigest()

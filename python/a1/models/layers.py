@@ -8,6 +8,7 @@ import torch
 
 from a1_ext import ops
 from a1_ext.quant_formats import is_quantized
+from a1_ext.quant_panels import PANEL_ROWS, can_pack, pack_panels, unpack_panels
 
 from .config import ModelConfig
 
@@ -34,6 +35,37 @@ def relayout_weight(module: torch.nn.Module, name: str, panels: bool) -> bool:
     else:
         return False
     setattr(module, name, torch.nn.Parameter(relaid, requires_grad=False))
+    return True
+
+
+def repack_quant_weight(module: torch.nn.Module, name: str, panels: bool) -> bool:
+    """Replace module.<name>, GGUF blocks of Q4_0 / Q4_1 / Q8_0, by its packed panels (panels=True;
+    a1's CPU int8 kernels, a1_ext.quant_panels) or packed panels by the blocks (panels=False; the
+    CUDA kernels read blocks only). Returns whether the layout changed.
+    The bytes are rearranged in their own storage (a model's huge-page arena stays its one copy of
+    the weights), ~1 MiB at a time: panel p is the bytes of rows 16 p .. 16 p + 15 in either
+    layout, so a slice of panels is rewritten in place through a copy of that slice only."""
+    weight = getattr(module, name).data
+    if panels and can_pack(weight):
+        blocks = weight
+        packed = weight.view(weight.shape[0] // PANEL_ROWS, weight.shape[1], PANEL_ROWS, weight.shape[2])
+        result = packed
+    elif not panels and is_quantized(weight) and weight.dim() == 4:
+        packed = weight
+        blocks = weight.view(-1, weight.shape[1], weight.shape[3])
+        result = blocks
+    else:
+        return False
+    step = max(1, (1 << 20) // packed[0].numel())  # panels per slice
+    with torch.no_grad():
+        for p0 in range(0, packed.shape[0], step):
+            p1 = min(packed.shape[0], p0 + step)
+            rows = slice(p0 * PANEL_ROWS, p1 * PANEL_ROWS)
+            if panels:
+                packed[p0:p1].copy_(pack_panels(blocks[rows]))
+            else:
+                blocks[rows].copy_(unpack_panels(packed[p0:p1]))
+    setattr(module, name, torch.nn.Parameter(result, requires_grad=False))
     return True
 
 
@@ -121,6 +153,13 @@ class DecoderLayer(torch.nn.Module):
         """The projection weights as panels (enable; at 32 token rows a1's CPU kernel runs ~1.5x
         faster on them than on [N, K]) or as [N, K] (relayout_weight). Returns how many changed."""
         changed = sum(relayout_weight(module, name, enable) for module, name in self.projections())
+        self._weights = None  # new Parameter objects
+        return changed
+
+    def use_quant_panels(self, enable: bool = True) -> int:
+        """The projection weights in GGUF blocks as packed panels (enable; a1's CPU int8 kernels) or
+        as blocks (repack_quant_weight). Returns how many changed."""
+        changed = sum(repack_quant_weight(module, name, enable) for module, name in self.projections())
         self._weights = None  # new Parameter objects
         return changed
 

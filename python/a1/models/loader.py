@@ -8,13 +8,15 @@ from typing import Optional, Union
 
 import torch
 
+from a1_ext.quant_panels import int8_panels_supported
+
 from .base import DecoderLM
 from .config import DTYPE_NAMES, ModelConfig, check_dtype_name
 from .gguf_loader import load_gguf_file
 from .hf_loader import load_hf_directory
 from .registry import BUILTIN_MODELS
 from .tokenizer import Tokenizer
-from .huge_pages import pack_parameters
+from .huge_pages import pack_parameters, release_free_heap
 
 SUPPORTED_DTYPES = tuple(getattr(torch, name) for name in DTYPE_NAMES)
 
@@ -40,7 +42,9 @@ def load_model(model: Union[str, os.PathLike], dtype: Optional[torch.dtype] = No
     float32. Otherwise dtype defaults to float32 and the weights are cast to it (GGUF weights
     dequantized). The model is on the CPU, its parameters packed in one huge-page buffer
     (a1.models.huge_pages); float32 projection weights are laid out as panels for a1's CPU kernel
-    (DecoderLM.use_weight_panels; .to() another device or dtype restores [N, K]). Move it with .to()."""
+    (DecoderLM.use_weight_panels; .to() another device or dtype restores [N, K]); where the CPU has
+    the int8 panel kernels, Q4_0 / Q4_1 / Q8_0 layer weights are packed panels (DecoderLM.use_quant_panels;
+    .to("cuda") restores the blocks). Move it with .to()."""
     if dtype is not None and dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"dtype must be one of {SUPPORTED_DTYPES}, got {dtype}")
     path = resolve_model_path(model)
@@ -58,6 +62,9 @@ def load_model(model: Union[str, os.PathLike], dtype: Optional[torch.dtype] = No
     relaid = decoder.use_weight_panels() if decoder.dtype == torch.float32 else 0
     if not packed or relaid:
         pack_parameters(decoder)  # one huge-page arena: decode streams every weight per token
+    if int8_panels_supported():
+        decoder.use_quant_panels()  # the int8 kernels' layout for GGUF blocks, in place in the arena
+    release_free_heap()  # what loading parsed and copied through, freed, no longer resident
     return LoadedModel(model=decoder, tokenizer=tokenizer, config=decoder.config, source=str(path))
 
 

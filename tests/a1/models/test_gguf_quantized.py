@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from a1.models import load_model
+from a1.models.fingerprint import weights_fingerprint
 from a1.models.registry import BUILTIN_MODELS
 from a1_ext import ops
 from a1_ext.quant_formats import is_quantized, quant_format
+from a1_ext.quant_panels import int8_panels_supported, unpack_panels
 from hf_reference import PROMPT
 from paged_driver import PagedDriver
 from tiny_checkpoints import build_hf_model, save_checkpoint
@@ -166,6 +168,7 @@ def test_a_quantized_model_on_cuda_gives_the_cpu_logits(wide_llama, tmp_path):
     on_cpu = load_model(path).model
     on_cuda = load_model(path).model.to("cuda")
     assert is_quantized(on_cuda.layers[0].mlp.down_weight) and on_cuda.layers[0].mlp.down_weight.is_cuda
+    assert on_cuda.layers[0].mlp.gate_up_weight.dim() == 3  # packed panels (a CPU layout) unpacked on the move
     ids = load_model(path).tokenizer.encode(PROMPT) * 2  # a prefill chunk of > 16 tokens: the GEMM path
     # Both devices round the activations to 8 bits alike, but sums in another order move a value
     # across a rounding step now and then: on the CPU, prefilling by panels instead of token by token
@@ -173,6 +176,32 @@ def test_a_quantized_model_on_cuda_gives_the_cpu_logits(wide_llama, tmp_path):
     got, want = logits_of(on_cuda, ids).cpu(), logits_of(on_cpu, ids)
     relative = ((got - want).norm() / want.norm()).item()
     assert relative <= 0.005, f"CUDA logits differ from the CPU's by {relative:.5f} of their norm"
+
+
+def test_layer_weights_load_as_packed_panels_where_the_cpu_runs_them(wide_llama, tmp_path):
+    """load_model packs Q4_0 / Q4_1 / Q8_0 layer weights into panels (a1_ext.quant_panels) where the
+    CPU has the panel kernels; packed or not, the model is the same model: the same fingerprint, the
+    same blocks after unpacking, the same prefill logits bit for bit (both run the int8 panel tile)
+    and decode logits up to the order of float additions."""
+    hf_model, directory = wide_llama
+    path = write_gguf(hf_model, directory, tmp_path / "mixed.gguf", formats=MIXED)
+    packed, blocks = load_model(path).model, load_model(path).model
+    loaded_dims = packed.layers[0].mlp.gate_up_weight.dim()
+    assert loaded_dims == (4 if int8_panels_supported() else 3)
+    packed.use_quant_panels(True)  # where the loader did not (no VNNI), the op unpacks: same results
+    assert blocks.use_quant_panels(False) == (2 if loaded_dims == 4 else 0)  # gate_up of both layers
+    for ours, theirs in zip(packed.layers, blocks.layers):
+        assert ours.mlp.gate_up_weight.dim() == 4 and theirs.mlp.gate_up_weight.dim() == 3
+        assert torch.equal(unpack_panels(ours.mlp.gate_up_weight), theirs.mlp.gate_up_weight)
+        assert ours.mlp.down_weight.dim() == 3  # Q6_K: blocks
+    assert packed.lm_head_weight.dim() == 3  # the LM head stays blocks (linear_step_score reads blocks)
+    arena = {p.untyped_storage().data_ptr() for p in packed.parameters()}
+    assert len(arena) == 1  # packed in place, in the huge-page arena
+    assert weights_fingerprint(packed) == weights_fingerprint(blocks)
+    ids = load_model(path).tokenizer.encode(PROMPT)
+    driver_packed, driver_blocks = PagedDriver(packed, block_size=4), PagedDriver(blocks, block_size=4)
+    assert torch.equal(driver_packed.chunked(0, ids, []), driver_blocks.chunked(0, ids, []))
+    torch.testing.assert_close(driver_packed.step([(0, [5])]), driver_blocks.step([(0, [5])]), atol=1e-4, rtol=1e-4)
 
 
 def test_a_distilled_draft_s_probe_reads_block_weights_as_the_dequantized_model(wide_llama, tmp_path):
