@@ -84,7 +84,11 @@ struct DecodedGroups {
   }
 };
 
-constexpr int64_t kPrefetchBytes = 8192;
+// How far ahead in a packed panel stream the tile prefetches: into L2 far ahead, into L1 near.
+// Measured on the 1.5B-shaped file's layer weights (batch 1, 2 threads, streamed from memory):
+// 26.9 ms a pass with both against 29.9 with an L1 prefetch 8 KiB ahead alone and 39.7 with none;
+// on SmolLM2, whose weights stay in the L3 cache, the same.
+constexpr int64_t kPrefetchL2Bytes = 16384, kPrefetchL1Bytes = 2048;
 
 // Group g of a panel stored packed (quant_panel_layout.h): unpacked in registers. A Q4 dword j
 // of a row holds weights 4 j .. 4 j + 3 in its low nibbles and 16 + 4 j .. in its high ones, so the
@@ -96,11 +100,13 @@ struct PackedGroups {
     constexpr int64_t kUnit = kInt8PanelRows * format_info(F).block_bytes;
     const uint8_t* unit = panel + g * kUnit;
     const uint8_t* bytes = unit + panel_header_bytes(F);
-    // A decode step streams the weights from memory: ask for them kPrefetchBytes ahead, a group's
-    // worth of cache lines per group (past the weight's end a prefetch is harmless).
+    // A decode step streams the weights from memory: ask for them ahead, a group's worth of cache
+    // lines per group (past the weight's end a prefetch is harmless).
   #pragma GCC unroll 16
-    for (int64_t line = 0; line < kUnit; line += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(unit + kPrefetchBytes + line), _MM_HINT_T0);
+    for (int64_t line = 0; line < kUnit; line += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(unit + kPrefetchL2Bytes + line), _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(unit + kPrefetchL1Bytes + line), _MM_HINT_T0);
+    }
     *scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(unit)));
     *min = F == Format::kQ4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(unit + 32)))
                               : _mm512_setzero_ps();
