@@ -5,6 +5,8 @@
 // horizontal sums), plus the rows' scales and mins as float vectors. Then every token row streams
 // past the panel, which stays in L1: 8 dot products and ~4 scaling instructions per group and token,
 // 512 multiply-adds, where the fp32 panels of quant_gemm_kernels.h need 32 FMAs for the same work.
+// Weights stored as packed panels (quant_panel_layout.h, made at load) are already in that layout,
+// nibbles aside: the same tile reads them in place for any number of token rows, batch 1 included.
 #pragma once
 #include <algorithm>
 #include <cstdint>
