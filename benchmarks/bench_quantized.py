@@ -16,6 +16,9 @@ over a 2 GiB huge-page buffer with --threads threads (fastest of 10 passes) / ev
 but the token embedding, plus the embedding in full when it is the tied LM head (else one row); the
 KV-cache reads are not counted.
 
+Every variant also scores a prose passage (SCORED): its log-prob of each next token, compared with
+llama.cpp's on the same file (mean and max |difference| in nats, against LOGPROB_TOLERANCE).
+
 Every variant runs in a fresh process of this script (hidden --variant) so that its peak memory is its
 own; the token ids are made once here, so all variants compute on identical inputs.
 """
@@ -37,6 +40,15 @@ LLAMA = "llama.cpp"
 BOUND = "bandwidth bound"  # a variant process that measures decode_bound.measure_bound
 A1_VARIANTS: dict[str, str | None] = {"a1 quantized": None, "a1 fp32": "float32", "a1 bf16": "bfloat16"}
 # Filler for the prefill prompt: only its length matters, so any text that tokenizes plainly will do.
+# Scored for the log-prob comparison with llama.cpp: ordinary prose, so that the next tokens are
+# neither certain nor noise.
+SCORED = ("The lighthouse keeper climbed the stairs at dusk, as he had every evening for thirty years. "
+          "From the gallery he could see the fishing boats returning, their lamps swaying in the swell, "
+          "and beyond them the dark line of the storm that the radio had promised since morning. He "
+          "trimmed the wick, wound the clockwork and wrote the time in the log in his careful hand.")
+# The stated tolerance of #22 (model log-probs within it of llama.cpp's on the same file): the mean
+# |difference| of the next-token log-probs over SCORED, in nats.
+LOGPROB_TOLERANCE = 0.15
 FILLER = ("The committee met on Tuesday to review the harvest figures, the state of the northern roads "
           "and the budget for the new library, and agreed to meet again after the spring rains. ")
 
@@ -86,11 +98,16 @@ def run_a1(dtype_name: str | None, job: dict[str, Any]) -> dict[str, Any]:
 
     prefill(long_prompt[:16])  # warm-up
     prefill_s = min(prefill(long_prompt) for _ in range(job["repeats"]))
+    scored: list[int] = job["scored"]
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(model.compute_logits(prefill_hidden(model, scored)).double(), -1)
+    next_logprobs = logprobs[torch.arange(len(scored) - 1), torch.tensor(scored[1:])].tolist()
     weights = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
     return {
         "decode": {str(r["batch"]): r["decode_tok_s"] for r in rows},
         "tokens": [int(t) for t in rows[0]["tokens"]],
         "prefill": len(long_prompt) / prefill_s,
+        "next_logprobs": next_logprobs,
         "weights_mib": weights / 2**20,
         "kv_mib": kv_bytes / 2**20,
         # prefill_hidden's own cache (the decode pool is freed by then): the KV held at that peak.
@@ -110,11 +127,21 @@ def memory_goal(res: dict[str, Any], file_mib: float) -> str:
             f"MiB = {ratio:.2f}x of file {file_mib:.0f} + KV {kv:.0f} MiB (goal <= 1.15x: {'met' if ratio <= 1.15 else 'not met'}).")
 
 
+def logprob_note(name: str, ours: list[float], theirs: list[float]) -> str:
+    """How far a variant's next-token log-probs over SCORED are from llama.cpp's on the same file."""
+    diff = [abs(a - b) for a, b in zip(ours, theirs)]
+    mean = sum(diff) / len(diff)
+    return (f"{name}: next-token log-probs at {len(diff)} positions of a prose passage against llama.cpp's: mean "
+            f"|difference| {mean:.3f} nats, max {max(diff):.3f} (stated tolerance: mean <= {LOGPROB_TOLERANCE}: "
+            f"{'within' if mean <= LOGPROB_TOLERANCE else 'outside'}).")
+
+
 def run_llama(job: dict[str, Any]) -> dict[str, Any]:
     """llama.cpp through llama_cpp_runner.LlamaCpp. Its KV cache is not unified by default (n_ctx is
     split evenly over n_seq_max sequences, like a1's per-sequence pages), so the one-sequence prefill
     gets its own context with n_seq_max=1, closed before the decode context is made."""
     import llama_cpp  # noqa: F401  (loaded now, so the baseline below includes its library)
+    import numpy as np
     from llama_cpp_runner import LlamaCpp
 
     base_mib = peak_rss_mib()
@@ -122,6 +149,8 @@ def run_llama(job: dict[str, Any]) -> dict[str, Any]:
     runner = LlamaCpp(job["path"], threads, n_ctx=round_up(len(long_prompt) + 1, 256), n_seq_max=1)
     runner.prefill(long_prompt[:16])  # warm-up
     prefill_s = min(runner.prefill(long_prompt) for _ in range(job["repeats"]))
+    scored = job["scored"]
+    next_logprobs = runner.logprobs(scored)[np.arange(len(scored) - 1), scored[1:]].astype(float).tolist()
     runner.close()
 
     batches, new_tokens = job["batches"], job["new_tokens"]
@@ -136,7 +165,7 @@ def run_llama(job: dict[str, Any]) -> dict[str, Any]:
         tokens = tokens or runs[0]["tokens"]
     runner.close()
     return {"decode": decode, "tokens": [int(t) for t in tokens], "prefill": len(long_prompt) / prefill_s,
-            "rss_mib": peak_rss_mib(), "base_mib": base_mib}
+            "next_logprobs": next_logprobs, "rss_mib": peak_rss_mib(), "base_mib": base_mib}
 
 
 def run_variant(name: str, job: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
@@ -211,6 +240,8 @@ def render(args: argparse.Namespace, results: dict[str, dict], path: Path, torch
         notes.append(f"{name}: {extra}RSS after imports, before loading: {res['base_mib']:.0f} MiB.")
         if name == "a1 quantized":
             notes.append(memory_goal(res, path.stat().st_size / 2**20))
+        if ref and "next_logprobs" in res and "next_logprobs" in ref:
+            notes.append(logprob_note(name, res["next_logprobs"], ref["next_logprobs"]))
     if bound is not None and "error" in bound:
         notes.append(f"bandwidth bound failed: {bound['error']}")
     elif bound is not None:
@@ -284,8 +315,10 @@ def main() -> None:
     prompt = tokenizer.encode(text, add_special_tokens=False)
     filler = tokenizer.encode(FILLER, add_special_tokens=False)
     long_prompt = (filler * (args.prompt_tokens // len(filler) + 1))[: args.prompt_tokens]
+    scored = tokenizer.encode(SCORED, add_special_tokens=False)
     job = {"path": str(path), "threads": args.threads, "batches": args.batches, "new_tokens": args.new_tokens,
-           "repeats": args.repeats, "prompt": prompt, "long_prompt": long_prompt, "bandwidth_mib": args.bandwidth_mib}
+           "repeats": args.repeats, "prompt": prompt, "long_prompt": long_prompt, "scored": scored,
+           "bandwidth_mib": args.bandwidth_mib}
     # The same thread count for torch's and llama.cpp's OpenMP pools (each also sets it explicitly).
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
 

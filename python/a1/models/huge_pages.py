@@ -94,6 +94,8 @@ def release_free_heap() -> bool:
     into many small objects and rearranges weights through temporary copies; freed, their pages stay
     resident in the heap (~40 MiB after a 1.5B GGUF) until trimmed. Returns whether it could trim
     (False where the C library has no malloc_trim, e.g. musl or macOS)."""
+    if not sys.platform.startswith("linux"):
+        return False
     libc = ctypes.CDLL(None)
     if not hasattr(libc, "malloc_trim"):
         return False
