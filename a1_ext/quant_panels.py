@@ -27,6 +27,12 @@ def int8_panels_supported() -> bool:
     return bool(_C.int8_panels_supported())
 
 
+def amx_int8_ready() -> bool:
+    """Whether quant_linear runs packed panels on AMX tiles from 16 token rows (AMX-INT8 granted by
+    Linux; any A1_CPU_ISA cap turns it off, so A1_CPU_ISA=avx512 runs the VNNI tile alone)."""
+    return bool(_C.amx_int8_ready())
+
+
 def can_pack(weight: torch.Tensor) -> bool:
     """Whether `weight` is GGUF blocks that pack_panels takes: Q4_0, Q4_1 or Q8_0, N a multiple of 16."""
     return (weight.dtype == torch.uint8 and weight.dim() == 3 and weight.shape[0] % PANEL_ROWS == 0

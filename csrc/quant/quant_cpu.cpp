@@ -23,6 +23,7 @@
 #include "quant/quant_checks.h"
 #include "quant/quant_cpu.h"
 #include "quant/quant_activations.h"
+#include "quant/quant_amx_panels.h"
 #include "quant/quant_gemm_kernels.h"
 #include "quant/quant_int8_kernels.h"
 #include "quant/quant_int8_panels.h"
@@ -130,8 +131,12 @@ void int8_panel_linear(const quant::QuantGemmParams& p, const at::Tensor& x, qua
 void packed_panel_linear(const quant::QuantGemmParams& p, const at::Tensor& x, quant::Int8PanelsFn fn, simd::Isa isa) {
   const RoundedRows rounded = round_for_int8(x, {quant::int8_panel_zero_point(p.format), false}, isa);
   const int64_t panels = p.out_features / quant::kInt8PanelRows;
+  const int64_t buffer_bytes = quant::int8_panel_bytes(p.in_features / quant::kGroup);  // the AMX kernel's
   for_each_weight_range(panels, quant::kInt8PanelRows * p.in_features * std::max<int64_t>(1, p.tokens / 8),
-                        [&](int64_t begin, int64_t end) { fn(p, rounded.rows.data(), begin, end, nullptr); });
+                        [&](int64_t begin, int64_t end) {
+                          const at::Tensor buffer = at::empty({buffer_bytes}, x.options().dtype(at::kByte));
+                          fn(p, rounded.rows.data(), begin, end, buffer.data_ptr<uint8_t>());
+                        });
 }
 
 // Whole 16-row panels by decoding them for the packed kernel; returns the rows it covered.
@@ -185,7 +190,7 @@ at::Tensor quant_linear_cpu(const at::Tensor& x_in, const at::Tensor& weight, co
   const at::Tensor bias_contiguous = bias.has_value() ? bias->contiguous() : at::Tensor();
   const simd::Isa isa = simd::select_isa();
   if (is_quant_panels(weight)) {
-    const quant::Int8PanelsFn packed_fn = quant::select_packed_panels(isa);
+    const quant::Int8PanelsFn packed_fn = quant::select_packed_panels(isa, x.size(0));
     if (packed_fn == nullptr) return quant_linear_cpu(x, unpack_panels(weight, format), bias);
     packed_panel_linear(gemm_params(x, weight, bias_contiguous, out, format), x, packed_fn, isa);
     return out;

@@ -172,14 +172,15 @@ A1_PANEL_FN void int8_panel_tile(const Groups& source, int64_t groups, const Q8R
   for (int t = 0; t < TT; ++t) _mm512_mask_storeu_ps(out + (t0 + t) * out_stride, mask, _mm512_add_ps(acc[t], bias_v));
 }
 
-// Every token row against one panel of `rows` weight rows from n0, in tiles of 8, 4, 2 and 1 tokens.
+// Token rows from t_begin against one panel of `rows` weight rows from n0, in tiles of 8, 4, 2 and 1
+// tokens.
 template <Format F, class Groups>
 A1_PANEL_FN void int8_panel_tokens(const QuantGemmParams& p, const Groups& source, const Q8Row* xq, int64_t n0,
-                                   int rows) {
+                                   int rows, int64_t t_begin = 0) {
   const int64_t groups = p.in_features / kGroup;
   float* out = p.out + n0;
   const float* bias = p.bias != nullptr ? p.bias + n0 : nullptr;
-  int64_t t = 0;
+  int64_t t = t_begin;
   for (; t + 8 <= p.tokens; t += 8) int8_panel_tile<F, 8>(source, groups, xq, t, out, p.out_features, rows, bias);
   for (; t + 4 <= p.tokens; t += 4) int8_panel_tile<F, 4>(source, groups, xq, t, out, p.out_features, rows, bias);
   for (; t + 2 <= p.tokens; t += 2) int8_panel_tile<F, 2>(source, groups, xq, t, out, p.out_features, rows, bias);
@@ -239,15 +240,6 @@ inline Int8PanelsFn select_int8_panels(simd::Isa isa, Format format) {
   if (int8_panels_supported(isa) && is_panel_format(format)) return int8_panels_vnni;
 #endif
   (void)isa, (void)format;
-  return nullptr;
-}
-
-// The kernel for weights stored packed (any token count), nullptr where int8 panels are not supported.
-inline Int8PanelsFn select_packed_panels(simd::Isa isa) {
-#if A1_HAVE_ISA_DISPATCH
-  if (int8_panels_supported(isa)) return packed_panels_vnni;
-#endif
-  (void)isa;
   return nullptr;
 }
 

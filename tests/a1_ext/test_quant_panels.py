@@ -9,8 +9,8 @@ import torch
 
 from a1_ext import ops, reference
 from a1_ext.quant_formats import quant_format, quant_shape
-from a1_ext.quant_panels import (PANEL_FORMATS, PANEL_ROWS, block_byte_offsets, can_pack, int8_panels_supported,
-                                 pack_panels, unpack_panels)
+from a1_ext.quant_panels import (PANEL_FORMATS, PANEL_ROWS, amx_int8_ready, block_byte_offsets, can_pack,
+                                 int8_panels_supported, pack_panels, unpack_panels)
 from cuda_cases import layer_case
 from quant_cases import assert_bit_equal, finite_blocks, random_blocks
 
@@ -82,6 +82,22 @@ def test_quant_linear_on_packed_panels(name, tokens, isa):
         assert_bit_equal(got, on_blocks)
     torch.testing.assert_close(got, on_blocks, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got, reference.quant_linear(x, packed, bias), atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.skipif(not amx_int8_ready(), reason="no AMX-INT8 here: the packed panels run the VNNI tile alone")
+@pytest.mark.parametrize("name", PANEL_FORMATS)
+def test_amx_tiles_equal_the_vnni_tile(name, monkeypatch):
+    """From 16 token rows packed panels run on AMX tiles (csrc/quant/quant_amx_panels.h): the same
+    integer dot products and float operations as the VNNI tile (A1_CPU_ISA=avx512 turns AMX off),
+    bit for bit; 37 rows: two tiles of 16, then 5 rows on the VNNI tile."""
+    packed = pack_panels(finite_blocks(name, 48, 5, seed=3))
+    g = torch.Generator().manual_seed(3)
+    x, bias = torch.randn(37, 160, generator=g), torch.randn(48, generator=g)
+    on_amx = ops.quant_linear(x, packed, bias)
+    monkeypatch.setenv("A1_CPU_ISA", "avx512")
+    assert not amx_int8_ready()
+    assert_bit_equal(on_amx, ops.quant_linear(x, packed, bias))
+    torch.testing.assert_close(on_amx, reference.quant_linear(x, packed, bias), atol=1e-3, rtol=1e-4)
 
 
 def test_quant_linear_on_packed_panels_opcheck():
