@@ -1,12 +1,13 @@
 // AMX for packed panels (quant_panel_layout.h) with many token rows (prefill, scoring): where the
-// CPU has AMX-INT8 and Linux grants the tile state, 16 token rows x one panel x one group is one
-// tdpbsud: A = the 16 tokens' 32 rounded bytes (signed), B = the group's 8 weight vectors as the
-// packed tile unpacks them ([k / 4][16 rows][4], unsigned: the layout AMX wants, as is), C = 16 x
-// 16 int32 dot products. Each group has its own scales, so C is stored after every group and
-// scaled as the VNNI tile scales its dot products (the same integers, the same float operations:
-// bit-identical to quant_int8_panels.h). Token rows past the last 16 run the VNNI tile.
-// Where it pays: one instruction instead of 16 x 8 vpdpbusd per group and panel; the unpacking
-// (12 instructions a group) and the scaling (~5 per token) are what is left.
+// CPU has AMX-INT8 and Linux grants the tile state, each panel is unpacked once into the decoded
+// panel of quant_int8_panels.h, whose 8 weight vectors per group ([k / 4][16 rows][4 bytes],
+// unsigned) are AMX's B layout as they are; then 16 token rows x one group is one tdpbsud (A: the
+// tokens' 32 rounded bytes, signed; C: 16 x 16 int32 dot products). Each group has its own scales,
+// so C is stored after every group and scaled as the VNNI tile scales its dot products (the same
+// integers and float operations: bit-identical to quant_int8_panels.h). Token rows past the last
+// 16 run the VNNI tile on the same decoded panel. What is left per token and group is the scaling
+// (~5 instructions where the VNNI tile also spends 8 vpdpbusd): a prefill 1.09-1.17x the VNNI
+// tile's (benchmarks/RESULTS.md §14).
 #pragma once
 #include <cstdint>
 #include <cstdlib>
