@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import os
 import resource
@@ -86,6 +87,7 @@ def run_a1(dtype_name: str | None, job: dict[str, Any]) -> dict[str, Any]:
     kv_bytes = 1.25 * tokens * model.bytes_per_token()
     rows = bench_engine.bench_a1(loaded, job["prompt"], job["batches"], job["new_tokens"], kv_bytes / 2**30,
                                  job["repeats"])
+    gc.collect()  # the engine and its KV pool, garbage now, freed before the prefill (not when GC gets to them)
 
     long_prompt: list[int] = job["long_prompt"]
 
