@@ -131,13 +131,16 @@ void int8_panel_linear(const quant::QuantGemmParams& p, const at::Tensor& x, qua
 void packed_panel_linear(const quant::QuantGemmParams& p, const at::Tensor& x, quant::Int8PanelsFn fn, simd::Isa isa) {
   const RoundedRows rounded = round_for_int8(x, {quant::int8_panel_zero_point(p.format), false}, isa);
   const int64_t panels = p.out_features / quant::kInt8PanelRows;
-  // The AMX kernel's decoded panel, one per thread, allocated here (by the calling thread: a pool
-  // thread's allocation would grow that thread's own heap arena, which nothing trims).
-  const int64_t buffer_bytes = quant::int8_panel_bytes(p.in_features / quant::kGroup);
-  const at::Tensor buffers = at::empty({at::get_num_threads() * buffer_bytes}, x.options().dtype(at::kByte));
+  // The AMX kernel's decoded panel, one per thread (indexed by thread number: a call from inside a
+  // parallel region runs inline on that thread), allocated here by the calling thread: a pool
+  // thread's allocation would grow that thread's own heap arena, which nothing trims.
+  const bool amx = p.tokens >= quant::kAmxTokens;
+  const int64_t buffer_bytes = amx ? quant::int8_panel_bytes(p.in_features / quant::kGroup) : 0;
+  const int64_t threads = std::max<int64_t>(at::get_num_threads(), at::get_thread_num() + 1);
+  const at::Tensor buffers = at::empty({threads * buffer_bytes}, x.options().dtype(at::kByte));
   for_each_weight_range(panels, quant::kInt8PanelRows * p.in_features * std::max<int64_t>(1, p.tokens / 8),
                         [&](int64_t begin, int64_t end) {
-                          uint8_t* buffer = buffers.data_ptr<uint8_t>() + at::get_thread_num() * buffer_bytes;
+                          uint8_t* buffer = amx ? buffers.data_ptr<uint8_t>() + at::get_thread_num() * buffer_bytes : nullptr;
                           fn(p, rounded.rows.data(), begin, end, buffer);
                         });
 }
