@@ -72,16 +72,13 @@ A1_AMX_FN void load_amx_config() {
 template <Format F>
 A1_AMX_FN void amx_scale(const int32_t* dots, const Int8Panel& panel, int64_t g, const Q8Row* xq, int64_t t0,
                          __m512* acc) {
-  constexpr bool kZeroPoint = F != Format::kQ4_1, kMin = F == Format::kQ4_1;
   const __m512 scale = _mm512_load_ps(panel.scale + g * kInt8PanelRows);
   const __m512 min = _mm512_load_ps(panel.min + g * kInt8PanelRows);
 #pragma GCC unroll 16
   for (int t = 0; t < kAmxTokens; ++t) {
-    const Q8Row& x = xq[t0 + t];
     __m512i dot = _mm512_load_si512(dots + t * kInt8PanelRows);
-    if constexpr (kZeroPoint) dot = _mm512_add_epi32(_mm512_set1_epi32(x.zero_sum[g]), dot);
-    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(scale, _mm512_set1_ps(x.d[g])), acc[t]);
-    if constexpr (kMin) acc[t] = _mm512_fmadd_ps(min, _mm512_set1_ps(x.sum[g]), acc[t]);
+    if constexpr (F != Format::kQ4_1) dot = _mm512_add_epi32(_mm512_set1_epi32(xq[t0 + t].zero_sum[g]), dot);
+    acc[t] = scale_group_dots<F>(dot, scale, min, xq[t0 + t], g, acc[t]);
   }
 }
 

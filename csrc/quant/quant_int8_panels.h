@@ -128,11 +128,20 @@ struct PackedGroups {
   }
 };
 
+// acc + one group's 16 integer dot products (zero point already in them) of token row x, scaled:
+// the one scaling step of every panel tile (VNNI and AMX), which is why they agree bit for bit.
+template <Format F>
+A1_PANEL_FN __m512 scale_group_dots(__m512i dot, __m512 scale, __m512 min, const Q8Row& x, int64_t g, __m512 acc) {
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(scale, _mm512_set1_ps(x.d[g])), acc);
+  if constexpr (F == Format::kQ4_1) acc = _mm512_fmadd_ps(min, _mm512_set1_ps(x.sum[g]), acc);
+  return acc;
+}
+
 // The panel's 16 outputs for TT token rows from t0 (out: the op's output, bias or nullptr).
 template <Format F, int TT, class Groups>
 A1_PANEL_FN void int8_panel_tile(const Groups& source, int64_t groups, const Q8Row* xq, int64_t t0, float* out,
                                  int64_t out_stride, int rows, const float* bias) {
-  constexpr bool kZeroPoint = F != Format::kQ4_1, kMin = F == Format::kQ4_1;
+  constexpr bool kZeroPoint = F != Format::kQ4_1;
   constexpr int kChains = TT >= 4 ? 1 : 4 / TT;
   __m512 acc[TT];
 #pragma GCC unroll 16
@@ -159,11 +168,9 @@ A1_PANEL_FN void int8_panel_tile(const Groups& source, int64_t groups, const Q8R
       }
   #pragma GCC unroll 16
     for (int t = 0; t < TT; ++t) {
-      const Q8Row& x = xq[t0 + t];
     #pragma GCC unroll 4
       for (int c = 1; c < kChains; ++c) dot[t][0] = _mm512_add_epi32(dot[t][0], dot[t][c]);
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t][0]), _mm512_mul_ps(scale, _mm512_set1_ps(x.d[g])), acc[t]);
-      if constexpr (kMin) acc[t] = _mm512_fmadd_ps(min, _mm512_set1_ps(x.sum[g]), acc[t]);
+      acc[t] = scale_group_dots<F>(dot[t][0], scale, min, xq[t0 + t], g, acc[t]);
     }
   }
   const __mmask16 mask = static_cast<__mmask16>((1u << rows) - 1);
